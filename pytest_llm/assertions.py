@@ -1,0 +1,96 @@
+"""Assertions for model output. Each failure says what was expected, what came back, and
+from which model. They accept an ``LLMResult``, or plain text / parsed values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import QualityFailure
+from .result import LLMResult
+from .validation import Rejected, Schema, conform, parse_json
+
+__all__ = ["assert_contains", "assert_json", "assert_matches", "assert_schema"]
+
+_SHOWN = 500
+
+
+def _text(output: LLMResult | str) -> str:
+    return output.content if isinstance(output, LLMResult) else str(output)
+
+
+def _origin(output: object) -> str:
+    return f" (from model {output.model})" if isinstance(output, LLMResult) else ""
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + f"... ({len(text)} chars)"
+
+
+def assert_json(output: LLMResult | str) -> Any:
+    """The output parses as JSON (a fenced code block is accepted); returns the value."""
+    __tracebackhide__ = True
+    try:
+        return parse_json(_text(output))
+    except Rejected as exc:
+        raise QualityFailure(f"expected JSON{_origin(output)}, but {exc}") from None
+
+
+def assert_schema(output: LLMResult | str | Any, schema: Schema) -> Any:
+    """The output conforms to ``schema`` (pydantic model class or JSON Schema dict).
+
+    Accepts an ``LLMResult`` (its ``parsed`` value, or its JSON content), JSON text,
+    or an already parsed value. Returns the validated value (a model instance for
+    pydantic). The message lists every failing path, like ``items[2].price``.
+    """
+    __tracebackhide__ = True
+    if isinstance(output, LLMResult):
+        value = output.parsed if output.parsed is not None else assert_json(output)
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json")
+    elif isinstance(output, str):
+        value = assert_json(output)
+    else:
+        value = output
+    conformed, errors = conform(value, schema)
+    if errors:
+        name = getattr(schema, "__name__", None) or schema.get("title", "the JSON Schema")  # type: ignore[union-attr]
+        listing = "\n".join(f"  {path}: {message}" for path, message in errors)
+        got = _text(output) if isinstance(output, LLMResult | str) else repr(value)
+        raise QualityFailure(
+            f"expected output matching {name}{_origin(output)}; {len(errors)} error(s):\n"
+            f"{listing}\ngot: {_shown(got)}"
+        )
+    return conformed
+
+
+def assert_contains(output: LLMResult | str, *substrings: str, case_sensitive: bool = True) -> None:
+    """Every one of ``substrings`` occurs in the output."""
+    __tracebackhide__ = True
+    if not substrings:
+        raise TypeError("assert_contains needs at least one substring")
+    text = _text(output)
+    haystack = text if case_sensitive else text.casefold()
+    missing = [s for s in substrings if (s if case_sensitive else s.casefold()) not in haystack]
+    if missing:
+        how = "" if case_sensitive else " (ignoring case)"
+        raise QualityFailure(
+            f"expected the output{_origin(output)} to contain {', '.join(map(repr, substrings))}"
+            f"{how}; missing {', '.join(map(repr, missing))}\ngot: {_shown(text)}"
+        )
+
+
+def assert_matches(
+    output: LLMResult | str, pattern: str | re.Pattern[str], flags: int = 0
+) -> re.Match[str]:
+    """The regular expression ``pattern`` matches somewhere in the output; returns the match."""
+    __tracebackhide__ = True
+    text = _text(output)
+    compiled = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+    match = compiled.search(text)
+    if match is None:
+        raise QualityFailure(
+            f"expected the output{_origin(output)} to match /{compiled.pattern}/; "
+            f"no match in: {_shown(text)}"
+        )
+    return match

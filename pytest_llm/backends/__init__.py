@@ -1,0 +1,87 @@
+"""Backends: the one place that talks to a model server.
+
+A backend turns a :class:`ChatRequest` into a :class:`~pytest_llm.result.Completion`
+and converts its client library's exceptions into :mod:`pytest_llm.errors` at its
+edge. The harness knows nothing else about it, so a new server kind is one new
+module registered in ``_FACTORIES``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Protocol, runtime_checkable
+
+from ..result import Completion
+
+__all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRequest:
+    """Everything a backend needs for one call (and everything that changes the answer)."""
+
+    model: str
+    messages: Sequence[Mapping[str, Any]]
+    format: str | dict[str, Any] | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    max_tokens: int | None = None
+    keep_alive: str | float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    sample: int | None = None
+    """Index of an independent sample (``Harness.sample``); part of the cassette key."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model server. Implementations must be safe to call from several threads."""
+
+    name: str
+    host: str
+
+    def chat(self, request: ChatRequest) -> Completion:
+        """Stream one answer, measuring time to first token; raise ``BackendError`` subclasses."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_FACTORIES: dict[str, str] = {
+    "ollama": "pytest_llm.backends.ollama:OllamaBackend",
+    "openai": "pytest_llm.backends.openai:OpenAIBackend",
+}
+
+
+def create_backend(name: str, host: str, *, timeout_seconds: float) -> Backend:
+    """Instantiate backend ``name`` (imported lazily: ``ollama``/``httpx`` load on first use)."""
+    module, _, attr = _FACTORIES[name].partition(":")
+    factory: Callable[..., Backend] = getattr(import_module(module), attr)
+    return factory(host=host, timeout_seconds=timeout_seconds)
+
+
+class BackendPool:
+    """One backend (so one HTTP client and its connections) per server, reused for a session."""
+
+    def __init__(self) -> None:
+        self._backends: dict[tuple[str, str, float], Backend] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, host: str, *, timeout_seconds: float) -> Backend:
+        key = (name, host, timeout_seconds)
+        backend = self._backends.get(key)
+        if backend is None:
+            with self._lock:
+                backend = self._backends.get(key)
+                if backend is None:
+                    backend = create_backend(name, host, timeout_seconds=timeout_seconds)
+                    self._backends[key] = backend
+        return backend
+
+    def close(self) -> None:
+        with self._lock:
+            backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            backend.close()

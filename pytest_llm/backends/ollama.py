@@ -1,0 +1,143 @@
+"""Ollama through the official ``ollama`` client, always with a timeout (it has none by default)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import ollama
+
+from ..errors import (
+    BackendAuthError,
+    BackendBusy,
+    BackendError,
+    BackendResponseError,
+    BackendTimeout,
+    BackendUnreachable,
+    ModelNotFound,
+)
+from ..result import Completion
+from . import ChatRequest
+
+__all__ = ["OllamaBackend"]
+
+_NS_PER_MS = 1_000_000
+
+
+class OllamaBackend:
+    """Streams ``/api/chat`` so that time to first token is measured, not guessed."""
+
+    name = "ollama"
+
+    def __init__(self, *, host: str, timeout_seconds: float) -> None:
+        self.host = host
+        self.timeout_seconds = timeout_seconds
+        self._client = ollama.Client(host=host, timeout=timeout_seconds)
+
+    def chat(self, request: ChatRequest) -> Completion:
+        options: dict[str, Any] = {"temperature": request.temperature, **request.options}
+        if request.seed is not None:
+            options["seed"] = request.seed
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        parts: list[str] = []
+        ttft_ms: float | None = None
+        final: ollama.ChatResponse | None = None
+        deadline = self.timeout_seconds
+        start = time.perf_counter()
+        try:
+            stream = self._client.chat(  # type: ignore[call-overload]
+                model=request.model,
+                messages=list(request.messages),
+                stream=True,
+                format=request.format,
+                options=options,
+                keep_alive=request.keep_alive,
+            )
+            for chunk in stream:
+                message = chunk.message
+                if message.content:
+                    parts.append(message.content)
+                if ttft_ms is None and (message.content or message.thinking):
+                    ttft_ms = (time.perf_counter() - start) * 1000
+                if chunk.done:
+                    final = chunk
+                elif time.perf_counter() - start > deadline:
+                    stream.close()
+                    raise BackendTimeout(self._timeout_message(request.model))
+        except BackendError:
+            raise
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError, ValueError) as exc:
+            raise self._convert(exc, request.model) from exc
+        duration_ms = (time.perf_counter() - start) * 1000
+        if final is None:
+            raise BackendResponseError(
+                f"Ollama at {self.host} ended the answer of {request.model!r} "
+                "without a final chunk",
+            )
+        return Completion(
+            content="".join(parts),
+            model=request.model,
+            tokens_in=final.prompt_eval_count or 0,
+            tokens_out=final.eval_count or 0,
+            duration_ms=duration_ms,
+            ttft_ms=ttft_ms,
+            load_ms=(final.load_duration or 0) / _NS_PER_MS,
+            done_reason=final.done_reason,
+            metadata={
+                key: value / _NS_PER_MS
+                for key, value in (
+                    ("server_total_ms", final.total_duration),
+                    ("prompt_eval_ms", final.prompt_eval_duration),
+                    ("eval_ms", final.eval_duration),
+                )
+                if value
+            },
+        )
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def _timeout_message(self, model: str) -> str:
+        return (
+            f"no answer from {model!r} at {self.host} within timeout_seconds="
+            f"{self.timeout_seconds:g}; raise it with @pytest.mark.llm(timeout_seconds=...) "
+            "or --llm-timeout"
+        )
+
+    def _convert(self, exc: Exception, model: str) -> BackendError:
+        """Map ``ollama``/``httpx`` exceptions to ours: the single place that knows them."""
+        if isinstance(exc, ollama.ResponseError):
+            status, text = exc.status_code, str(exc.error)
+            if status == 404 and "not found" in text:
+                return ModelNotFound(
+                    f"model {model!r} is not available at {self.host}: "
+                    f"run `ollama pull {model}` (server said: {text})"
+                )
+            if status in (429, 503):
+                return BackendBusy(f"Ollama at {self.host} is busy: {text}", status_code=status)
+            if status in (401, 403):
+                return BackendAuthError(
+                    f"Ollama at {self.host} refused the request ({status}): {text}; "
+                    "check OLLAMA_API_KEY"
+                )
+            error = BackendResponseError(
+                f"Ollama at {self.host} answered {model!r} with an error"
+                + (" mid-stream" if status == -1 else f" ({status})")
+                + f": {text}",
+                status_code=status,
+            )
+            error.retryable = status == -1 or status >= 500
+            return error
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendTimeout(self._timeout_message(model))
+        if isinstance(exc, ConnectionError | httpx.ConnectError):
+            return BackendUnreachable(
+                f"Ollama is not reachable at {self.host}: start it with `ollama serve`, "
+                "or point OLLAMA_HOST / --llm-host at a running server"
+            )
+        return BackendResponseError(
+            f"the connection to Ollama at {self.host} broke during the answer of "
+            f"{model!r}: {type(exc).__name__}: {exc}"
+        )

@@ -1,0 +1,201 @@
+"""``HarnessConfig`` and how it is resolved for one test.
+
+Precedence, closest wins: ``@pytest.mark.llm`` (function > class > module)
+> command-line option > ini setting > environment > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_MODEL", "HarnessConfig", "config_field_names"]
+
+DEFAULT_MODEL = "llama3.2"
+DEFAULT_HOST = "http://127.0.0.1:11434"
+BACKENDS = ("ollama", "openai")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HarnessConfig:
+    """Everything that shapes one model call. Frozen: derive variants with :meth:`replace`."""
+
+    model: str = DEFAULT_MODEL
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    json_mode: bool = False
+    timeout_seconds: float = 60.0
+    max_retries: int = 2
+    retry_delay_seconds: float = 0.5
+    host: str = DEFAULT_HOST
+    backend: str = "ollama"
+    seed: int | None = 42
+    keep_alive: str | float | None = None
+    min_score: float | None = None
+    escalate_to: tuple[str, ...] = ()
+    judge_model: str | None = None
+    samples: int = 1
+    min_pass_rate: float = 1.0
+    concurrency: int = 4
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Backend options passed through untouched (e.g. ``top_p``); not settable by marker."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.escalate_to, str):
+            object.__setattr__(self, "escalate_to", (self.escalate_to,))
+        elif not isinstance(self.escalate_to, tuple):
+            object.__setattr__(self, "escalate_to", tuple(self.escalate_to))
+        _validate(self)
+
+    def replace(self, **changes: Any) -> HarnessConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        check_field_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The escalation route: ``model`` first, then ``escalate_to`` in order."""
+        return (self.model, *self.escalate_to)
+
+
+def config_field_names() -> list[str]:
+    """The keywords ``@pytest.mark.llm`` accepts, sorted."""
+    return sorted(f.name for f in fields(HarnessConfig) if f.name != "extra")
+
+
+def check_field_names(keys: Iterable[str]) -> None:
+    valid = config_field_names()
+    unknown = sorted(set(keys) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown llm setting(s) {', '.join(map(repr, unknown))}; "
+            f"valid fields are: {', '.join(valid)}"
+        )
+
+
+def _fail(name: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"llm setting {name}={value!r} is invalid: expected {expected}")
+
+
+def _number(name: str, value: Any, *, low: float, high: float = math.inf) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (low <= value <= high) or math.isnan(value):
+        bound = f"a number >= {low}" if high == math.inf else f"a number in [{low}, {high}]"
+        raise _fail(name, value, bound)
+
+
+def _integer(name: str, value: Any, *, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise _fail(name, value, f"an integer >= {low}")
+
+
+def _text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(name, value, "a non-empty string")
+
+
+def _validate(c: HarnessConfig) -> None:
+    _text("model", c.model)
+    _number("temperature", c.temperature, low=0.0, high=2.0)
+    if c.max_tokens is not None:
+        _integer("max_tokens", c.max_tokens, low=1)
+    if not isinstance(c.json_mode, bool):
+        raise _fail("json_mode", c.json_mode, "True or False")
+    _number("timeout_seconds", c.timeout_seconds, low=0.001)
+    _integer("max_retries", c.max_retries, low=0)
+    _number("retry_delay_seconds", c.retry_delay_seconds, low=0.0)
+    _text("host", c.host)
+    if c.backend not in BACKENDS:
+        raise _fail("backend", c.backend, f"one of {', '.join(BACKENDS)}")
+    if c.seed is not None:
+        _integer("seed", c.seed, low=0)
+    if c.keep_alive is not None and not isinstance(c.keep_alive, str | int | float):
+        raise _fail("keep_alive", c.keep_alive, "a duration such as '5m' or seconds")
+    if c.min_score is not None:
+        _number("min_score", c.min_score, low=0.0, high=1.0)
+    for name in c.escalate_to:
+        _text("escalate_to", name)
+    if c.judge_model is not None:
+        _text("judge_model", c.judge_model)
+    _integer("samples", c.samples, low=1)
+    _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
+    _integer("concurrency", c.concurrency, low=1)
+
+
+# --- resolution -------------------------------------------------------------------------------
+
+#: HarnessConfig field -> (suffix of ``--llm-<suffix>`` and ini ``llm_<suffix>``, converter)
+OPTION_FIELDS: dict[str, tuple[str, type]] = {
+    "model": ("model", str),
+    "host": ("host", str),
+    "backend": ("backend", str),
+    "timeout_seconds": ("timeout", float),
+    "max_retries": ("retries", int),
+    "min_score": ("min_score", float),
+    "seed": ("seed", int),
+    "judge_model": ("judge_model", str),
+}
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings taken from the environment: ``OLLAMA_HOST``."""
+    env = os.environ if environ is None else environ
+    host = env.get("OLLAMA_HOST", "").strip()
+    return {"host": normalize_host(host)} if host else {}
+
+
+def normalize_host(host: str) -> str:
+    """``localhost:11434`` or ``0.0.0.0`` → a URL the clients accept (as Ollama itself does)."""
+    host = host.strip().rstrip("/")
+    bare = "://" not in host
+    scheme, _, rest = ("http://" + host if bare else host).partition("://")
+    hostport, slash, path = rest.partition("/")
+    if hostport.startswith("0.0.0.0"):
+        hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
+    if bare and ":" not in hostport.rsplit("]", 1)[-1]:
+        hostport += ":11434"
+    return f"{scheme}://{hostport}{slash}{path}"
+
+
+def coerce(name: str, raw: Any, source: str) -> Any:
+    """Convert a textual option/ini value for field ``name``; errors name the source."""
+    if raw is None or not isinstance(raw, str):
+        return raw
+    convert = OPTION_FIELDS[name][1] if name in OPTION_FIELDS else str
+    try:
+        value = convert(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{source}={raw!r} is invalid for llm setting {name}") from None
+    if name == "host":
+        value = normalize_host(value)
+    return value
+
+
+def merge_markers(marker_kwargs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge marker keywords given closest first (as ``iter_markers`` yields them)."""
+    merged: dict[str, Any] = {}
+    for kwargs in reversed(list(marker_kwargs)):
+        merged.update(kwargs)
+    check_field_names(merged)
+    return merged
+
+
+def resolve(
+    *,
+    base: Mapping[str, Any],
+    markers: Iterable[Mapping[str, Any]] = (),
+) -> HarnessConfig:
+    """Build the config for one test: ``base`` (options, ini, env) overridden by markers."""
+    settings = {**base, **merge_markers(markers)}
+    if isinstance(settings.get("host"), str):
+        settings["host"] = normalize_host(settings["host"])
+    try:
+        return HarnessConfig(**settings)
+    except TypeError as exc:  # a wrong type that __post_init__ could not even look at
+        raise ConfigError(f"invalid llm settings: {exc}") from None

@@ -1,0 +1,111 @@
+"""Every error pytest-llm raises, drawn as one tree.
+
+::
+
+    LLMError                         base of everything below
+    ├── ConfigError (ValueError)     a bad marker keyword, option or ini value
+    ├── BackendError                 infrastructure: the test *errors*, with a one-line fix
+    │   ├── BackendUnreachable       the server refused the connection
+    │   ├── ModelNotFound            the model is not pulled / not served
+    │   ├── BackendTimeout           no answer within timeout_seconds, after retries
+    │   ├── BackendAuthError         the server rejected our credentials
+    │   └── BackendResponseError     any other error answer (5xx, error line mid-stream, …)
+    │       └── BackendBusy          429/503: the server is overloaded (retried with backoff)
+    ├── CassetteError                a cassette is missing, unreadable or cannot be written
+    └── QualityFailure (AssertionError)   the model answered, but not well enough: the test *fails*
+        ├── OutputInvalid            invalid output after every retry and escalation
+        └── ScoreTooLow              score under min_score after every retry and escalation
+
+Backends convert their client library's exceptions into these at one place each
+(``raise X from exc``); nothing above the backend layer sees ``ollama`` or
+``httpx`` exceptions. The plugin reports ``BackendError`` and ``CassetteError``
+as test errors (``E``) and ``QualityFailure`` as ordinary failures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BackendAuthError",
+    "BackendBusy",
+    "BackendError",
+    "BackendResponseError",
+    "BackendTimeout",
+    "BackendUnreachable",
+    "CassetteError",
+    "ConfigError",
+    "LLMError",
+    "ModelNotFound",
+    "OutputInvalid",
+    "QualityFailure",
+    "ScoreTooLow",
+]
+
+
+class LLMError(Exception):
+    """Base class of every pytest-llm error."""
+
+
+class ConfigError(LLMError, ValueError):
+    """A configuration value (marker keyword, command-line option, ini setting) is invalid."""
+
+
+class BackendError(LLMError):
+    """The model server could not give an answer: an infrastructure fault, not a quality one."""
+
+    #: Whether the harness may try the same call again after ``retry_delay_seconds``.
+    retryable: bool = False
+
+
+class BackendUnreachable(BackendError):
+    """Nothing answers at the configured host."""
+
+
+class ModelNotFound(BackendError):
+    """The server does not have the requested model."""
+
+
+class BackendTimeout(BackendError):
+    """The server did not answer within the timeout."""
+
+    retryable = True
+
+
+class BackendAuthError(BackendError):
+    """The server refused the credentials (HTTP 401/403)."""
+
+
+class BackendResponseError(BackendError):
+    """The server answered with an error."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class BackendBusy(BackendResponseError):
+    """The server is overloaded (HTTP 429 or 503); worth retrying after a pause."""
+
+
+class CassetteError(LLMError):
+    """A cassette is missing in replay-only mode, cannot be parsed, or cannot be written."""
+
+
+class QualityFailure(LLMError, AssertionError):
+    """The model answered but the answer was rejected every time: a test failure.
+
+    ``result`` holds the unsuccessful ``LLMResult`` (every attempt, the route).
+    """
+
+    result: Any = None
+
+
+class OutputInvalid(QualityFailure):
+    """Every attempt produced output that failed validation."""
+
+
+class ScoreTooLow(QualityFailure):
+    """Every attempt scored under ``min_score``."""

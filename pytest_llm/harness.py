@@ -1,0 +1,378 @@
+"""The harness: call → validate → retry → score → escalate, and an ``LLMResult`` at the end.
+
+One loop serves every entry point (``chat``, ``map`` and what builds on them);
+``map`` runs it on a thread pool, which suits HTTP-bound calls and keeps a
+single, synchronous code path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .backends import Backend, BackendPool, ChatRequest
+from .config import HarnessConfig, check_field_names
+from .errors import BackendError, OutputInvalid, QualityFailure, ScoreTooLow
+from .result import Attempt, Completion, LLMResult
+from .scoring import Score, Scorer, run_scorer
+from .validation import Check, Rejected, Schema, format_for, validate
+
+__all__ = ["Harness", "Prompt"]
+
+Prompt = str | Sequence[Mapping[str, Any]]
+
+_SHOWN_OUTPUT = 300
+_MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One ``chat`` as the loop sees it: what to send and how to judge the answer."""
+
+    config: HarnessConfig
+    messages: tuple[Mapping[str, Any], ...]
+    format: str | dict[str, Any] | None
+    schema: Schema | None
+    check: Check | None
+    scorer: Scorer | None
+    sample: int | None = None
+
+
+class Harness:
+    """Calls a model for a test and returns structured, validated results.
+
+    The ``llm`` fixture hands each test one configured for it; outside pytest,
+    ``Harness(HarnessConfig(model=...))`` works too (close it, or use ``with``).
+    """
+
+    def __init__(
+        self,
+        config: HarnessConfig | None = None,
+        *,
+        backend: Backend | Callable[[HarnessConfig], Backend] | None = None,
+        on_result: Callable[[LLMResult], None] | None = None,
+    ) -> None:
+        self.config = config or HarnessConfig()
+        self._own_pool: BackendPool | None = None
+        if backend is None:
+            self._own_pool = BackendPool()
+            pool = self._own_pool
+            self._backend_for: Callable[[HarnessConfig], Backend] = lambda c: pool.get(
+                c.backend, c.host, timeout_seconds=c.timeout_seconds
+            )
+        elif callable(backend) and not isinstance(backend, Backend):
+            self._backend_for = backend
+        else:
+            fixed: Backend = backend
+            self._backend_for = lambda c: fixed
+        self._on_result = on_result
+
+    # --- public API ----------------------------------------------------------------------
+
+    def chat(
+        self,
+        prompt_or_messages: Prompt,
+        *,
+        system: str | None = None,
+        schema: Schema | None = None,
+        check: Check | None = None,
+        scorer: Scorer | None = None,
+        model: str | None = None,
+        **options: Any,
+    ) -> LLMResult:
+        """Ask the model; retry on invalid output, escalate when needed; return the result.
+
+        ``options`` are ``HarnessConfig`` fields overriding the test's settings for
+        this call (``temperature=0.7``, ``max_retries=0``, ``escalate_to=[...]``).
+        ``check`` receives the parsed JSON when a schema or ``json_mode`` is set,
+        otherwise the text; it rejects by raising or returning ``False``.
+        """
+        call = self._prepare(prompt_or_messages, system, schema, check, scorer, model, options)
+        return self._run(call)
+
+    def map(
+        self,
+        prompts: Iterable[Prompt],
+        *,
+        system: str | None = None,
+        schema: Schema | None = None,
+        check: Check | None = None,
+        scorer: Scorer | None = None,
+        model: str | None = None,
+        **options: Any,
+    ) -> list[LLMResult]:
+        """``chat`` over several prompts at once (at most ``concurrency`` in flight).
+
+        Results come back in input order. Every call runs to its end; then the
+        first failure, in input order, is raised.
+        """
+        calls = [self._prepare(p, system, schema, check, scorer, model, options) for p in prompts]
+        if not calls:
+            return []
+        workers = min(calls[0].config.concurrency, len(calls))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm") as pool:
+            futures = [pool.submit(self._run, call) for call in calls]
+        return [future.result() for future in futures]
+
+    def score(self, result: LLMResult, scorer: Scorer, *, min_score: float | None = None) -> Score:
+        """Score ``result`` without the retry loop; ``passed`` is judged against ``min_score``."""
+        threshold = self.config.min_score if min_score is None else min_score
+        return run_scorer(scorer, result, threshold)
+
+    def close(self) -> None:
+        if self._own_pool is not None:
+            self._own_pool.close()
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        prompt: Prompt,
+        system: str | None,
+        schema: Schema | None,
+        check: Check | None,
+        scorer: Scorer | None,
+        model: str | None,
+        options: Mapping[str, Any],
+        sample: int | None = None,
+    ) -> _Call:
+        check_field_names(options)
+        overrides = dict(options)
+        if model is not None:
+            overrides["model"] = model
+        config = self.config.replace(**overrides) if overrides else self.config
+        return _Call(
+            config=config,
+            messages=_messages(prompt, system),
+            format=format_for(schema, config.json_mode),
+            schema=schema,
+            check=check,
+            scorer=scorer,
+            sample=sample,
+        )
+
+    def _run(self, call: _Call) -> LLMResult:
+        cfg = call.config
+        attempts: list[Attempt] = []
+        route: list[str] = []
+        for model in cfg.models:
+            route.append(model)
+            backend = self._backend_for(cfg)
+            conversation = list(call.messages)
+            transport_failures = 0
+            last_error: BackendError | None = None
+            for _ in range(cfg.max_retries + 1):
+                if transport_failures:
+                    delay = cfg.retry_delay_seconds * 2 ** (transport_failures - 1)
+                    time.sleep(min(delay, _MAX_BACKOFF_SECONDS))
+                try:
+                    completion = backend.chat(self._request(call, model, conversation))
+                except BackendError as exc:
+                    if not exc.retryable:
+                        raise
+                    transport_failures += 1
+                    last_error = exc
+                    attempts.append(
+                        Attempt(model=model, output="", error=str(exc), rejected="transport")
+                    )
+                    continue
+                transport_failures, last_error = 0, None
+                outcome = self._judge(call, completion, attempts, route)
+                if isinstance(outcome, LLMResult):
+                    self._report(outcome)
+                    return outcome
+                conversation += [
+                    {"role": "assistant", "content": completion.content},
+                    {"role": "user", "content": outcome},
+                ]
+            if last_error is not None:  # retries ran out while the server was failing
+                calls = cfg.max_retries + 1
+                last_error.args = (f"{last_error} (gave up after {calls} attempt(s))",)
+                raise last_error
+        raise self._failure(call, attempts, route)
+
+    def _request(
+        self, call: _Call, model: str, conversation: list[Mapping[str, Any]]
+    ) -> ChatRequest:
+        cfg = call.config
+        seed = cfg.seed
+        if seed is not None and call.sample:
+            seed += call.sample
+        return ChatRequest(
+            model=model,
+            messages=tuple(conversation),
+            format=call.format,
+            temperature=cfg.temperature,
+            seed=seed,
+            max_tokens=cfg.max_tokens,
+            keep_alive=cfg.keep_alive,
+            options=cfg.extra,
+            sample=call.sample,
+        )
+
+    def _judge(
+        self, call: _Call, completion: Completion, attempts: list[Attempt], route: list[str]
+    ) -> LLMResult | str:
+        """Accept ``completion`` (an ``LLMResult``) or reject it (the feedback for the model)."""
+        cfg = call.config
+        try:
+            parsed = validate(
+                completion.content, schema=call.schema, json_mode=cfg.json_mode, check=call.check
+            )
+        except Rejected as exc:
+            reason = str(exc)
+            if completion.truncated:
+                reason += (
+                    f"\n(the output was cut off: it reached max_tokens={cfg.max_tokens} "
+                    "(done_reason='length'); raise max_tokens or ask for a shorter answer)"
+                )
+            attempts.append(_attempt(completion, error=reason, rejected="validation"))
+            return (
+                f"Your previous answer was rejected: {reason}\n"
+                "Answer the original request again, fixing exactly this problem."
+                + (" Reply with JSON only." if call.format is not None else "")
+            )
+        result = _result(completion, parsed, [*attempts, _attempt(completion)], route)
+        if call.scorer is None:
+            return result
+        score = run_scorer(call.scorer, result, cfg.min_score)
+        if not score.passed:
+            rejected = _attempt(completion, error=str(score), rejected="score", score=score.value)
+            attempts.append(rejected)
+            return (
+                f"Your previous answer scored {score.value:.2f}, under the required "
+                f"{cfg.min_score:g}. {score.reason} Answer the original request again, better."
+            )
+        final = _attempt(completion, score=score.value)
+        return _result(completion, parsed, [*attempts, final], route, score=score)
+
+    def _report(self, result: LLMResult) -> None:
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def _failure(self, call: _Call, attempts: list[Attempt], route: list[str]) -> QualityFailure:
+        last = attempts[-1]
+        result = LLMResult(
+            content=last.output,
+            model=last.model,
+            tokens_in=last.tokens_in,
+            tokens_out=last.tokens_out,
+            duration_ms=last.duration_ms,
+            ttft_ms=last.ttft_ms,
+            success=False,
+            retries=len(attempts) - 1,
+            score=last.score,
+            attempts=tuple(attempts),
+            route=tuple(route),
+            load_ms=last.load_ms,
+            cached=last.cached,
+        )
+        self._report(result)
+        scored_out = last.rejected == "score"
+        kind = "scored under min_score" if scored_out else "was rejected"
+        error_class = ScoreTooLow if scored_out else OutputInvalid
+        error = error_class(_transcript(call, attempts, route, kind))
+        error.result = result
+        return error
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _messages(prompt: Prompt, system: str | None) -> tuple[Mapping[str, Any], ...]:
+    if isinstance(prompt, str):
+        messages: list[Mapping[str, Any]] = [{"role": "user", "content": prompt}]
+    else:
+        messages = [dict(m) for m in prompt]
+        for i, m in enumerate(messages):
+            if "role" not in m or "content" not in m:
+                raise TypeError(f"message {i} needs 'role' and 'content' keys, got {sorted(m)}")
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    if not messages:
+        raise ValueError("chat() needs a prompt or at least one message")
+    return tuple(messages)
+
+
+def _attempt(
+    completion: Completion,
+    *,
+    error: str | None = None,
+    rejected: str | None = None,
+    score: float | None = None,
+) -> Attempt:
+    return Attempt(
+        model=completion.model,
+        output=completion.content,
+        error=error,
+        rejected=rejected,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        duration_ms=completion.duration_ms,
+        ttft_ms=completion.ttft_ms,
+        load_ms=completion.load_ms,
+        done_reason=completion.done_reason,
+        score=score,
+        cached=completion.cached,
+    )
+
+
+def _result(
+    completion: Completion,
+    parsed: Any,
+    attempts: list[Attempt],
+    route: list[str],
+    score: Score | None = None,
+) -> LLMResult:
+    metadata = {"done_reason": completion.done_reason, **completion.metadata}
+    if score is not None:
+        metadata["score"] = {"name": score.name, "reason": score.reason, "details": score.details}
+    return LLMResult(
+        content=completion.content,
+        model=completion.model,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        duration_ms=completion.duration_ms,
+        ttft_ms=completion.ttft_ms,
+        success=True,
+        retries=len(attempts) - 1,
+        score=None if score is None else score.value,
+        metadata=metadata,
+        parsed=parsed,
+        attempts=tuple(attempts),
+        route=tuple(route),
+        load_ms=completion.load_ms,
+        cached=completion.cached,
+    )
+
+
+def _shorten(text: str, limit: int = _SHOWN_OUTPUT) -> str:
+    text = repr(text)
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
+
+
+def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: str) -> str:
+    prompt = next(
+        (str(m["content"]) for m in reversed(call.messages) if m.get("role") == "user"), ""
+    )
+    lines = [
+        f"the output of {' -> '.join(route)} {kind} in all {len(attempts)} attempt(s)",
+        f"prompt: {_shorten(prompt)}",
+    ]
+    for i, a in enumerate(attempts, 1):
+        lines.append(
+            f"attempt {i} [{a.model}, {a.duration_ms:.0f} ms] {a.rejected}: "
+            + (a.error or "").replace("\n", "\n    ")
+        )
+        if a.rejected != "transport":
+            lines.append(f"    output: {_shorten(a.output)}")
+    return "\n".join(lines)

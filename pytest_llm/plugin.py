@@ -1,0 +1,183 @@
+"""The pytest entry point (``pytest11: llm``): options, markers, fixtures, reporting.
+
+Each hook is a few lines that hand over to plain objects; ``ollama``, ``httpx``
+and ``jsonschema`` load only when a test first calls a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from .backends import Backend, BackendPool
+from .config import (
+    OPTION_FIELDS,
+    HarnessConfig,
+    coerce,
+    config_field_names,
+    from_environment,
+    resolve,
+)
+from .errors import BackendError, CassetteError, ConfigError
+from .harness import Harness
+from .result import LLMResult
+
+SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
+POOL_KEY = pytest.StashKey[BackendPool]()
+ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
+
+#: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
+INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError)
+
+_OPTION_HELP = {
+    "model": "model to test (default: llama3.2)",
+    "host": "model server URL (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
+    "backend": "backend kind: ollama or openai (default: ollama)",
+    "timeout_seconds": "seconds before a model call times out (default: 60)",
+    "max_retries": "extra attempts per model after invalid output (default: 2)",
+    "min_score": "minimum quality score in [0, 1] for scored calls",
+    "seed": "sampling seed sent with every call (default: 42)",
+    "judge_model": "model that judges outputs (LLM-as-judge scoring)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llm", "testing language model output (pytest-llm)")
+    for name, (suffix, _) in OPTION_FIELDS.items():
+        help_text = _OPTION_HELP[name]
+        group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
+        parser.addini(f"llm_{suffix}", help_text, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"llm(**settings): settings for the llm fixture; fields: {', '.join(config_field_names())}",
+    )
+    try:
+        config.stash[SETTINGS_KEY] = _base_settings(config)
+        resolve(base=config.stash[SETTINGS_KEY])
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[POOL_KEY] = BackendPool()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pool = config.stash.get(POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    c = resolve(base=config.stash[SETTINGS_KEY])
+    return f"llm: model={c.model} backend={c.backend} host={c.host} seed={c.seed}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    """Resolve each test's ``llm`` settings at collection: a bad marker is a collection error."""
+    made = yield
+    items = made if isinstance(made, list) else [made]
+    for item in items:
+        if isinstance(item, pytest.Function) and item.get_closest_marker("llm") is not None:
+            try:
+                item.stash[ITEM_CONFIG_KEY] = _item_config(item)
+            except ConfigError as exc:
+                raise collector.CollectError(f"{item.nodeid}: {exc}") from None
+    return made
+
+
+@pytest.fixture
+def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
+    """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
+    item = request.node
+    config = item.stash.get(ITEM_CONFIG_KEY, None)
+    if config is None:
+        config = _item_config(item)
+        item.stash[ITEM_CONFIG_KEY] = config
+    assert isinstance(config, HarnessConfig)
+    return config
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest, llm_config: HarnessConfig) -> Iterator[Harness]:
+    """A ``Harness`` configured for this test; its calls are recorded in the test report."""
+    pool = request.config.stash[POOL_KEY]
+    records: list[dict[str, Any]] = []
+
+    def backend_for(c: HarnessConfig) -> Backend:
+        return pool.get(c.backend, c.host, timeout_seconds=c.timeout_seconds)
+
+    def record(result: LLMResult) -> None:
+        records.append(result.summary())
+
+    yield Harness(llm_config, backend=backend_for, on_result=record)
+    if records:  # before the teardown report is made, so it (and JUnit XML, xdist) carries them
+        request.node.user_properties.append(("llm", json.dumps(records, sort_keys=True)))
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[Any]:
+    """A running :class:`pytest_llm.testing.FakeOllama`; script it with ``.script(...)``."""
+    from .testing import FakeOllama
+
+    with FakeOllama() as server:
+        yield server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is not None and report.failed and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
+        report.llm_infrastructure = True  # type: ignore[attr-defined]
+        if not item.config.getoption("fulltrace"):
+            report.longrepr = _one_line(item, excinfo)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """Infrastructure faults during the call count as errors (E), not failures."""
+    if report.when == "call" and getattr(report, "llm_infrastructure", False):
+        return "error", "E", "ERROR"
+    return None
+
+
+# --- plain helpers ----------------------------------------------------------------------------
+
+
+def _base_settings(config: pytest.Config) -> dict[str, Any]:
+    """Settings before markers: option > ini > environment (defaults live in HarnessConfig)."""
+    settings: dict[str, Any] = from_environment()
+    for name, (suffix, _) in OPTION_FIELDS.items():
+        ini = config.getini(f"llm_{suffix}")
+        if ini not in (None, ""):
+            settings[name] = coerce(name, ini, f"ini llm_{suffix}")
+        option = config.getoption(f"llm_{suffix}")
+        if option is not None:
+            settings[name] = coerce(name, option, f"--llm-{suffix.replace('_', '-')}")
+    return settings
+
+
+def _item_config(item: pytest.Item) -> HarnessConfig:
+    markers = [dict(m.kwargs) for m in item.iter_markers("llm")]
+    for marker in item.iter_markers("llm"):
+        if marker.args:
+            raise ConfigError(
+                f"@pytest.mark.llm takes keyword arguments only, got {marker.args!r}; "
+                "write e.g. @pytest.mark.llm(model='llama3.2')"
+            )
+    return resolve(base=item.config.stash[SETTINGS_KEY], markers=markers)
+
+
+def _one_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """``test_file.py:12: ModelNotFound: ... run `ollama pull x` `` — no library traceback."""
+    path = getattr(item, "path", None)
+    entry = next((e for e in reversed(excinfo.traceback) if e.path == path), None)
+    where = f"{item.location[0]}:{entry.lineno + 1}" if entry is not None else item.nodeid
+    return f"{where}: {excinfo.type.__name__}: {excinfo.value}"

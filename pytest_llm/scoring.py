@@ -1,0 +1,77 @@
+"""``Score`` and the ``Scorer`` protocol: how good an accepted output is, in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+if TYPE_CHECKING:
+    from .result import LLMResult
+
+__all__ = ["Score", "Scorer", "ScorerLike", "run_scorer", "scorer_name"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Score:
+    """A quality measurement. ``passed`` is decided against ``threshold`` when there is one."""
+
+    value: float
+    name: str = "score"
+    reason: str = ""
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        value = float(self.value)
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"scorer {self.name} returned {self.value!r}; scores lie in [0, 1]")
+        object.__setattr__(self, "value", value)
+
+    @property
+    def passed(self) -> bool:
+        return self.threshold is None or self.value >= self.threshold
+
+    def with_threshold(self, threshold: float | None) -> Score:
+        return Score(
+            value=self.value,
+            name=self.name,
+            reason=self.reason,
+            threshold=threshold,
+            details=self.details,
+        )
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __str__(self) -> str:
+        verdict = "" if self.threshold is None else f" (min {self.threshold:g})"
+        reason = f": {self.reason}" if self.reason else ""
+        return f"{self.name}={self.value:.3f}{verdict}{reason}"
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything callable on an ``LLMResult`` returning a ``Score`` (or a bare float)."""
+
+    def __call__(self, result: LLMResult, /) -> Score | float: ...
+
+
+ScorerLike: TypeAlias = "Scorer"
+
+
+def scorer_name(scorer: object) -> str:
+    return str(getattr(scorer, "name", None) or getattr(scorer, "__name__", type(scorer).__name__))
+
+
+def run_scorer(scorer: Scorer, result: LLMResult, threshold: float | None = None) -> Score:
+    """Call ``scorer`` and normalise what it returns to a ``Score`` with ``threshold``."""
+    raw = scorer(result)
+    if isinstance(raw, Score):
+        return raw.with_threshold(threshold if threshold is not None else raw.threshold)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise TypeError(
+            f"scorer {scorer_name(scorer)} returned {type(raw).__name__}; "
+            "return a pytest_llm.Score or a float in [0, 1]"
+        )
+    return Score(value=float(raw), name=scorer_name(scorer), threshold=threshold)

@@ -1,0 +1,159 @@
+"""Turn a model's text into a validated value, or say precisely why not.
+
+Order: parse JSON (when a schema or ``json_mode`` asks for it; a fenced code
+block is tolerated), then the pydantic model or JSON Schema (Draft 2020-12),
+then the ``check`` callable. ``pydantic`` and ``jsonschema`` are imported on
+first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import jsonschema
+    from pydantic import BaseModel
+
+__all__ = ["Check", "Rejected", "Schema", "format_for", "format_path", "validate"]
+
+Schema: TypeAlias = "type[BaseModel] | Mapping[str, Any]"
+Check: TypeAlias = Callable[[Any], object]
+
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?```", re.DOTALL)
+
+
+class Rejected(Exception):
+    """An output failed validation; the message is what the model is told on retry."""
+
+
+def is_pydantic_model(schema: object) -> bool:
+    if not isinstance(schema, type):
+        return False
+    from pydantic import BaseModel
+
+    return issubclass(schema, BaseModel)
+
+
+def format_for(schema: Schema | None, json_mode: bool) -> str | dict[str, Any] | None:
+    """The ``format`` to send: the JSON Schema of ``schema``, ``"json"``, or nothing."""
+    if schema is None:
+        return "json" if json_mode else None
+    if is_pydantic_model(schema):
+        return schema.model_json_schema()  # type: ignore[union-attr]
+    if isinstance(schema, Mapping):
+        return dict(schema)
+    raise ConfigError(
+        f"schema must be a pydantic model class or a JSON Schema dict, not {type(schema).__name__}"
+    )
+
+
+def format_path(parts: Iterable[str | int]) -> str:
+    """``("items", 2, "price")`` → ``items[2].price``; the empty path is ``<root>``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def parse_json(text: str) -> Any:
+    """Parse ``text`` as JSON, accepting a single fenced code block around it."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        match = _FENCE.search(text)
+        if match:
+            try:
+                return json.loads(match.group(1))
+            except json.JSONDecodeError:
+                pass
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise Rejected(
+            f"the output is not valid JSON ({exc.msg} at char {exc.pos}): {shown!r}"
+        ) from None
+
+
+_validators: dict[int, tuple[Mapping[str, Any], jsonschema.protocols.Validator]] = {}
+_validators_lock = threading.Lock()
+
+
+def json_schema_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator for ``schema``, built once per schema object."""
+    cached = _validators.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"the JSON Schema given as schema= is invalid: {exc.message}") from None
+    validator = jsonschema.Draft202012Validator(schema)
+    with _validators_lock:
+        if len(_validators) > 256:
+            _validators.clear()
+        _validators[id(schema)] = (schema, validator)
+    return validator
+
+
+def conform(value: Any, schema: Schema) -> tuple[Any, list[tuple[str, str]]]:
+    """Validate ``value`` once: (the model instance or the value, ``[(path, message)]``)."""
+    if is_pydantic_model(schema):
+        from pydantic import ValidationError
+
+        try:
+            return schema.model_validate(value), []  # type: ignore[union-attr]
+        except ValidationError as exc:
+            return value, [(format_path(e["loc"]), e["msg"]) for e in exc.errors()]
+    validator = json_schema_validator(schema)  # type: ignore[arg-type]
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    return value, [(format_path(e.absolute_path), e.message) for e in errors]
+
+
+def _apply_schema(value: Any, schema: Schema) -> Any:
+    conformed, errors = conform(value, schema)
+    if errors:
+        lines = [f"{path}: {message}" for path, message in errors[:10]]
+        raise Rejected("the output does not match the schema:\n" + "\n".join(lines))
+    return conformed
+
+
+def run_check(check: Check, value: Any) -> None:
+    name = getattr(check, "__name__", type(check).__name__)
+    try:
+        verdict = check(value)
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        raise Rejected(f"check {name} rejected the output: {reason}") from None
+    if verdict is False:
+        raise Rejected(f"check {name} returned False")
+
+
+def validate(
+    content: str,
+    *,
+    schema: Schema | None = None,
+    json_mode: bool = False,
+    check: Check | None = None,
+) -> Any:
+    """Validate one output; return the parsed value (or ``None`` for plain text).
+
+    ``check`` receives the parsed value when the output is JSON, otherwise the text.
+    Raises :class:`Rejected` with a message fit to show the model.
+    """
+    parsed: Any = None
+    if schema is not None or json_mode:
+        parsed = parse_json(content)
+        if schema is not None:
+            parsed = _apply_schema(parsed, schema)
+    if check is not None:
+        run_check(check, content if parsed is None and not json_mode else parsed)
+    return parsed

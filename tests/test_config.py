@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pytest_llm import ConfigError, HarnessConfig
+from pytest_llm.config import (
+    coerce,
+    config_field_names,
+    from_environment,
+    merge_markers,
+    normalize_host,
+    resolve,
+)
+
+
+def test_defaults_are_deterministic() -> None:
+    c = HarnessConfig()
+    assert c.temperature == 0.0
+    assert c.seed == 42
+    assert c.models == ("llama3.2",)
+
+
+def test_config_is_frozen_and_keyword_only() -> None:
+    c = HarnessConfig(model="m")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.model = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        HarnessConfig("m")  # type: ignore[misc]
+
+
+def test_design_fields_are_all_present() -> None:
+    expected = {
+        "model", "temperature", "max_tokens", "json_mode", "timeout_seconds", "max_retries",
+        "retry_delay_seconds", "host", "backend", "seed", "keep_alive", "min_score",
+        "escalate_to", "judge_model", "samples", "min_pass_rate", "concurrency",
+    }  # fmt: skip
+    assert set(config_field_names()) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", -0.1),
+        ("temperature", "hot"),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+        ("timeout_seconds", 0),
+        ("min_score", 1.5),
+        ("backend", "grpc"),
+        ("model", ""),
+        ("samples", 0),
+        ("json_mode", "yes"),
+        ("concurrency", 0),
+    ],
+)
+def test_bad_values_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"llm setting {field}="):
+        HarnessConfig(**{field: value})
+
+
+def test_escalate_to_accepts_a_list_or_one_name() -> None:
+    assert HarnessConfig(escalate_to=["a", "b"]).escalate_to == ("a", "b")  # type: ignore[arg-type]
+    assert HarnessConfig(escalate_to="big").models == ("llama3.2", "big")  # type: ignore[arg-type]
+
+
+def test_replace_rejects_unknown_fields() -> None:
+    with pytest.raises(ConfigError, match="valid fields are: backend, concurrency"):
+        HarnessConfig().replace(modle="x")
+
+
+def test_markers_merge_closest_first() -> None:
+    merged = merge_markers([{"model": "function"}, {"model": "class", "seed": 1}, {"seed": 9}])
+    assert merged == {"model": "function", "seed": 1}
+
+
+def test_resolve_marker_beats_base() -> None:
+    c = resolve(base={"model": "from-cli", "max_retries": 5}, markers=[{"model": "marker"}])
+    assert (c.model, c.max_retries) == ("marker", 5)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("localhost", "http://localhost:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://gpu-box:11434/", "http://gpu-box:11434"),
+        ("https://example.com", "https://example.com"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ],
+)
+def test_normalize_host(given: str, expected: str) -> None:
+    assert normalize_host(given) == expected
+
+
+def test_ollama_host_from_environment() -> None:
+    assert from_environment({"OLLAMA_HOST": "box:1234"}) == {"host": "http://box:1234"}
+    assert from_environment({}) == {}
+
+
+def test_coerce_names_the_source() -> None:
+    assert coerce("max_retries", "3", "--llm-retries") == 3
+    with pytest.raises(ConfigError, match="--llm-retries='many'"):
+        coerce("max_retries", "many", "--llm-retries")

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from pydantic import BaseModel
+
+from pytest_llm import (
+    BackendTimeout,
+    Harness,
+    HarnessConfig,
+    LLMResult,
+    ModelNotFound,
+    OutputInvalid,
+    Score,
+    ScoreTooLow,
+)
+from pytest_llm.backends import ChatRequest
+from pytest_llm.errors import BackendBusy
+from pytest_llm.result import Completion
+
+from .conftest import ScriptedBackend
+
+FAST = HarnessConfig(model="small", retry_delay_seconds=0.0, max_retries=2)
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+VALID = '{"name": "Lyon", "population": 500000}'
+
+
+def harness(backend: ScriptedBackend, config: HarnessConfig = FAST, **kw: object) -> Harness:
+    return Harness(config, backend=backend, **kw)  # type: ignore[arg-type]
+
+
+def test_success_first_time_parses_the_schema() -> None:
+    backend = ScriptedBackend([VALID])
+    result = harness(backend).chat("Name a city", schema=City)
+    assert result.parsed == City(name="Lyon", population=500000)
+    assert (result.success, result.retries, result.route) == (True, 0, ("small",))
+    assert len(result.attempts) == 1 and result.attempts[0].ok
+    assert backend.requests[0].format["title"] == "City"  # type: ignore[index]
+    assert backend.requests[0].messages == ({"role": "user", "content": "Name a city"},)
+    assert backend.requests[0].seed == 42 and backend.requests[0].temperature == 0.0
+
+
+def test_invalid_then_valid_retries_with_the_error_in_the_conversation() -> None:
+    backend = ScriptedBackend(["not json", VALID])
+    result = harness(backend).chat("Name a city", schema=City, system="be terse")
+    assert result.retries == 1
+    assert [a.rejected for a in result.attempts] == ["validation", None]
+    retry = backend.requests[1].messages
+    assert retry[0] == {"role": "system", "content": "be terse"}
+    assert retry[2] == {"role": "assistant", "content": "not json"}
+    assert retry[3]["role"] == "user" and "not valid JSON" in retry[3]["content"]
+
+
+def test_escalates_after_max_retries() -> None:
+    backend = ScriptedBackend({"small": ["{}"], "big": [VALID]})
+    result = harness(backend).chat("x", schema=City, escalate_to=["big"])
+    assert result.route == ("small", "big")
+    assert result.model == "big"
+    assert result.retries == 3
+    assert [a.model for a in result.attempts] == ["small"] * 3 + ["big"]
+    # the escalation model starts from the original conversation
+    assert len(backend.requests[3].messages) == 1
+
+
+def test_always_invalid_fails_with_the_transcript() -> None:
+    backend = ScriptedBackend(["nope"])
+    with pytest.raises(OutputInvalid) as info:
+        harness(backend).chat("Name a city", schema=City, max_retries=1)
+    message = str(info.value)
+    assert "the output of small was rejected in all 2 attempt(s)" in message
+    assert "prompt: 'Name a city'" in message
+    assert message.count("output: 'nope'") == 2
+    assert isinstance(info.value, AssertionError)
+    failed = info.value.result
+    assert isinstance(failed, LLMResult) and not failed.success and failed.retries == 1
+
+
+def test_check_callable_rejects_and_retries() -> None:
+    backend = ScriptedBackend(["bonjour", "HELLO"])
+    result = harness(backend).chat("greet", check=str.isupper)
+    assert result.content == "HELLO" and result.retries == 1
+    assert "check isupper returned False" in (result.attempts[0].error or "")
+
+
+def test_truncated_output_says_so() -> None:
+    class Truncating(ScriptedBackend):
+        def chat(self, request: ChatRequest) -> Completion:
+            return replace(super().chat(request), done_reason="length")
+
+    with pytest.raises(OutputInvalid, match=r"max_tokens=5 \(done_reason='length'\)"):
+        harness(Truncating(['{"name": "Ly'])).chat("x", schema=City, max_tokens=5, max_retries=0)
+
+
+def test_transport_faults_are_retried_with_backoff() -> None:
+    backend = ScriptedBackend([BackendBusy("busy", status_code=503), VALID])
+    cfg = FAST.replace(retry_delay_seconds=0.05)
+    start = time.perf_counter()
+    result = harness(backend, cfg).chat("x", schema=City)
+    assert time.perf_counter() - start >= 0.05
+    assert [a.rejected for a in result.attempts] == ["transport", None]
+
+
+def test_timeouts_after_retries_raise_the_infrastructure_error() -> None:
+    backend = ScriptedBackend([BackendTimeout("no answer within timeout_seconds=1")])
+    with pytest.raises(BackendTimeout, match=r"gave up after 3 attempt\(s\)"):
+        harness(backend).chat("x")
+    assert len(backend.requests) == 3
+
+
+def test_missing_model_is_not_retried() -> None:
+    backend = ScriptedBackend([ModelNotFound("run `ollama pull small`")])
+    with pytest.raises(ModelNotFound):
+        harness(backend).chat("x")
+    assert len(backend.requests) == 1
+
+
+def test_low_score_retries_then_escalates() -> None:
+    backend = ScriptedBackend({"small": ["meh"], "big": ["great answer"]})
+
+    def quality(result: LLMResult) -> Score:
+        return Score(value=0.9 if "great" in result.content else 0.2, name="q", reason="why")
+
+    result = harness(backend).chat("x", scorer=quality, min_score=0.5, escalate_to=["big"])
+    assert result.score == 0.9 and result.route == ("small", "big")
+    assert [a.rejected for a in result.attempts] == ["score"] * 3 + [None]
+    assert "scored 0.20" in backend.requests[1].messages[-1]["content"]
+
+
+def test_score_never_good_enough_fails() -> None:
+    backend = ScriptedBackend(["meh"])
+    with pytest.raises(ScoreTooLow, match="scored under min_score"):
+        harness(backend).chat("x", scorer=lambda r: 0.1, min_score=0.5, max_retries=0)
+
+
+def test_map_is_concurrent_bounded_and_ordered() -> None:
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(request: ChatRequest) -> str:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+        return str(request.messages[0]["content"]).upper()
+
+    backend = ScriptedBackend([slow])
+    results = harness(backend, FAST.replace(concurrency=3)).map([f"p{i}" for i in range(9)])
+    assert [r.content for r in results] == [f"P{i}" for i in range(9)]
+    assert peak == 3
+
+
+def test_on_result_sees_successes_and_failures() -> None:
+    seen: list[LLMResult] = []
+    backend = ScriptedBackend(["ok", "bad"])
+    h = harness(backend, on_result=seen.append)
+    h.chat("x")
+    with pytest.raises(OutputInvalid):
+        h.chat("x", check=lambda t: t == "ok", max_retries=0)
+    assert [r.success for r in seen] == [True, False]
+
+
+def test_unknown_option_is_rejected() -> None:
+    from pytest_llm import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown llm setting"):
+        harness(ScriptedBackend(["x"])).chat("x", temprature=1)

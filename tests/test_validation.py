@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from pytest_llm import ConfigError
+from pytest_llm.validation import Rejected, format_for, format_path, parse_json, validate
+
+
+class Item(BaseModel):
+    name: str
+    price: float
+
+
+class Order(BaseModel):
+    items: list[Item]
+
+
+ORDER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "price"],
+                "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
+            },
+        }
+    },
+}
+
+
+def test_format_for() -> None:
+    assert format_for(None, False) is None
+    assert format_for(None, True) == "json"
+    assert format_for(Order, False)["title"] == "Order"  # type: ignore[index]
+    assert format_for(ORDER_SCHEMA, True) == ORDER_SCHEMA
+    with pytest.raises(ConfigError, match="pydantic model class or a JSON Schema dict"):
+        format_for("not a schema", False)  # type: ignore[arg-type]
+
+
+def test_format_path() -> None:
+    assert format_path(("items", 2, "price")) == "items[2].price"
+    assert format_path(()) == "<root>"
+    assert format_path((0, "a")) == "[0].a"
+
+
+def test_parse_json_tolerates_a_fence() -> None:
+    assert parse_json('```json\n{"a": 1}\n```') == {"a": 1}
+    assert parse_json("Sure! ```\n[1, 2]\n``` hope it helps") == [1, 2]
+    with pytest.raises(Rejected, match="not valid JSON"):
+        parse_json("{'a': 1}")
+
+
+def test_pydantic_schema_returns_a_model_and_names_the_path() -> None:
+    parsed = validate('{"items": [{"name": "tea", "price": 2.5}]}', schema=Order)
+    assert isinstance(parsed, Order)
+    with pytest.raises(Rejected, match=r"items\[1\]\.price"):
+        validate(
+            '{"items": [{"name": "a", "price": 1}, {"name": "b", "price": "x"}]}', schema=Order
+        )
+
+
+def test_json_schema_draft_2020_12_names_the_path() -> None:
+    assert validate('{"items": []}', schema=ORDER_SCHEMA) == {"items": []}
+    with pytest.raises(Rejected, match=r"items\[0\]: 'price' is a required property"):
+        validate('{"items": [{"name": "a"}]}', schema=ORDER_SCHEMA)
+
+
+def test_invalid_json_schema_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="JSON Schema given as schema= is invalid"):
+        validate("{}", schema={"type": "no-such-type"})
+
+
+def test_check_receives_parsed_value_or_text() -> None:
+    seen: list[Any] = []
+    validate('{"a": 1}', json_mode=True, check=seen.append)
+    validate("plain", check=seen.append)
+    assert seen == [{"a": 1}, "plain"]
+
+
+def test_check_rejects_by_false_or_raising() -> None:
+    def short(text: str) -> bool:
+        return len(text) < 3
+
+    with pytest.raises(Rejected, match="check short returned False"):
+        validate("too long", check=short)
+
+    def must_be_upper(text: str) -> None:
+        assert text.isupper(), "expected upper case"
+
+    with pytest.raises(Rejected, match="must_be_upper rejected the output: expected upper case"):
+        validate("lower", check=must_be_upper)
+    assert validate("OK", check=must_be_upper) is None
