@@ -46,6 +46,14 @@ class Backend(Protocol):
         """Stream one answer, measuring time to first token; raise ``BackendError`` subclasses."""
         ...
 
+    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """One embedding vector per text, in order."""
+        ...
+
+    def digest(self, model: str) -> str | None:
+        """The served model's content digest (so a re-pulled tag is noticed), if known."""
+        ...
+
     def close(self) -> None: ...
 
 

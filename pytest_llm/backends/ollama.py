@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -23,6 +24,9 @@ from . import ChatRequest
 __all__ = ["OllamaBackend"]
 
 _NS_PER_MS = 1_000_000
+#: What the ollama client raises: HTTP errors, refused connections (builtin ConnectionError
+#: when not streaming), httpx transport errors and timeouts, and a garbled stream (ValueError).
+_CLIENT_ERRORS = (ollama.ResponseError, httpx.HTTPError, ConnectionError, ValueError)
 
 
 class OllamaBackend:
@@ -34,6 +38,7 @@ class OllamaBackend:
         self.host = host
         self.timeout_seconds = timeout_seconds
         self._client = ollama.Client(host=host, timeout=timeout_seconds)
+        self._digests: dict[str, str] | None = None
 
     def chat(self, request: ChatRequest) -> Completion:
         options: dict[str, Any] = {"temperature": request.temperature, **request.options}
@@ -68,7 +73,7 @@ class OllamaBackend:
                     raise BackendTimeout(self._timeout_message(request.model))
         except BackendError:
             raise
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError, ValueError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise self._convert(exc, request.model) from exc
         duration_ms = (time.perf_counter() - start) * 1000
         if final is None:
@@ -95,6 +100,24 @@ class OllamaBackend:
                 if value
             },
         )
+
+    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        try:
+            response = self._client.embed(model=model, input=list(texts))
+        except _CLIENT_ERRORS as exc:
+            raise self._convert(exc, model) from exc
+        return [list(vector) for vector in response.embeddings]
+
+    def digest(self, model: str) -> str | None:
+        """From ``/api/tags``, read once per backend (``name`` and ``name:latest`` match)."""
+        if self._digests is None:
+            try:
+                listing = self._client.list()
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, model) from exc
+            self._digests = {m.model: m.digest for m in listing.models if m.model and m.digest}
+        name = model if ":" in model else f"{model}:latest"
+        return self._digests.get(model) or self._digests.get(name)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
