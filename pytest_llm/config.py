@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_MODEL", "HarnessConfig", "config_field_names
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 BACKENDS = ("ollama", "openai")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +45,8 @@ class HarnessConfig:
     samples: int = 1
     min_pass_rate: float = 1.0
     concurrency: int = 4
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (None: the backend's usual one)."""
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Backend options passed through untouched (e.g. ``top_p``); not settable by marker."""
 
@@ -126,6 +130,13 @@ def _validate(c: HarnessConfig) -> None:
     _integer("samples", c.samples, low=1)
     _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
     _integer("concurrency", c.concurrency, low=1)
+    env_name = c.api_key_env
+    if env_name is not None and not (isinstance(env_name, str) and _ENV_NAME.fullmatch(env_name)):
+        # the value is not echoed: it may be the key itself, pasted by mistake
+        raise ConfigError(
+            "llm setting api_key_env must be the NAME of an environment variable "
+            "(letters, digits and _, e.g. OPENAI_API_KEY), not the key itself"
+        )
 
 
 # --- resolution -------------------------------------------------------------------------------
@@ -140,6 +151,7 @@ OPTION_FIELDS: dict[str, tuple[str, type]] = {
     "min_score": ("min_score", float),
     "seed": ("seed", int),
     "judge_model": ("judge_model", str),
+    "api_key_env": ("api_key_env", str),
 }
 
 

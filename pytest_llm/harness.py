@@ -61,7 +61,7 @@ class Harness:
             self._own_pool = BackendPool()
             pool = self._own_pool
             self._backend_for: Callable[[HarnessConfig], Backend] = lambda c: pool.get(
-                c.backend, c.host, timeout_seconds=c.timeout_seconds
+                c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
             )
         elif callable(backend) and not isinstance(backend, Backend):
             self._backend_for = backend

@@ -41,6 +41,8 @@ _OPTION_HELP = {
     "min_score": "minimum quality score in [0, 1] for scored calls",
     "seed": "sampling seed sent with every call (default: 42)",
     "judge_model": "model that judges outputs (LLM-as-judge scoring)",
+    "api_key_env": "NAME of the environment variable holding the API key "
+    "(default: OPENAI_API_KEY for openai, OLLAMA_API_KEY for ollama)",
 }
 
 
@@ -109,7 +111,9 @@ def llm(request: pytest.FixtureRequest, llm_config: HarnessConfig) -> Iterator[H
     records: list[dict[str, Any]] = []
 
     def backend_for(c: HarnessConfig) -> Backend:
-        return pool.get(c.backend, c.host, timeout_seconds=c.timeout_seconds)
+        return pool.get(
+            c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
+        )
 
     def record(result: LLMResult) -> None:
         records.append(result.summary())

@@ -35,6 +35,7 @@ def test_design_fields_are_all_present() -> None:
         "model", "temperature", "max_tokens", "json_mode", "timeout_seconds", "max_retries",
         "retry_delay_seconds", "host", "backend", "seed", "keep_alive", "min_score",
         "escalate_to", "judge_model", "samples", "min_pass_rate", "concurrency",
+        "api_key_env",  # added with the OpenAI-compatible backend
     }  # fmt: skip
     assert set(config_field_names()) == expected
 
@@ -60,13 +61,25 @@ def test_bad_values_name_the_field(field: str, value: object) -> None:
         HarnessConfig(**{field: value})
 
 
+@pytest.mark.parametrize("value", ["sk-live-1234567890", "1ABC", "", "MY KEY", 5])
+def test_api_key_env_must_be_a_variable_name_and_is_not_echoed(value: object) -> None:
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as info:
+        HarnessConfig(api_key_env=value)  # type: ignore[arg-type]
+    assert "sk-live" not in str(info.value)
+
+
+def test_api_key_env_accepts_a_variable_name() -> None:
+    assert HarnessConfig(api_key_env="VLLM_KEY").api_key_env == "VLLM_KEY"
+    assert HarnessConfig().api_key_env is None  # the backend's usual variable
+
+
 def test_escalate_to_accepts_a_list_or_one_name() -> None:
     assert HarnessConfig(escalate_to=["a", "b"]).escalate_to == ("a", "b")  # type: ignore[arg-type]
     assert HarnessConfig(escalate_to="big").models == ("llama3.2", "big")  # type: ignore[arg-type]
 
 
 def test_replace_rejects_unknown_fields() -> None:
-    with pytest.raises(ConfigError, match="valid fields are: backend, concurrency"):
+    with pytest.raises(ConfigError, match="valid fields are: api_key_env, backend, concurrency"):
         HarnessConfig().replace(modle="x")
 
 

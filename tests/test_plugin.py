@@ -186,7 +186,7 @@ def test_unknown_marker_keyword_is_a_collection_error(pytester: pytest.Pytester)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*unknown llm setting(s) 'modle'; valid fields are: backend, concurrency, *"]
+        ["*unknown llm setting(s) 'modle'; valid fields are: api_key_env, backend, *"]
     )
 
 

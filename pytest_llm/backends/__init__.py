@@ -63,28 +63,38 @@ _FACTORIES: dict[str, str] = {
 }
 
 
-def create_backend(name: str, host: str, *, timeout_seconds: float) -> Backend:
-    """Instantiate backend ``name`` (imported lazily: ``ollama``/``httpx`` load on first use)."""
+def create_backend(
+    name: str, host: str, *, timeout_seconds: float, api_key_env: str | None = None
+) -> Backend:
+    """Instantiate backend ``name`` (imported lazily: ``ollama``/``httpx`` load on first use).
+
+    ``api_key_env`` names the environment variable holding the API key; ``None`` lets
+    the backend use its usual one (``OPENAI_API_KEY``, ``OLLAMA_API_KEY``).
+    """
     module, _, attr = _FACTORIES[name].partition(":")
     factory: Callable[..., Backend] = getattr(import_module(module), attr)
-    return factory(host=host, timeout_seconds=timeout_seconds)
+    return factory(host=host, timeout_seconds=timeout_seconds, api_key_env=api_key_env)
 
 
 class BackendPool:
     """One backend (so one HTTP client and its connections) per server, reused for a session."""
 
     def __init__(self) -> None:
-        self._backends: dict[tuple[str, str, float], Backend] = {}
+        self._backends: dict[tuple[str, str, float, str | None], Backend] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, host: str, *, timeout_seconds: float) -> Backend:
-        key = (name, host, timeout_seconds)
+    def get(
+        self, name: str, host: str, *, timeout_seconds: float, api_key_env: str | None = None
+    ) -> Backend:
+        key = (name, host, timeout_seconds, api_key_env)
         backend = self._backends.get(key)
         if backend is None:
             with self._lock:
                 backend = self._backends.get(key)
                 if backend is None:
-                    backend = create_backend(name, host, timeout_seconds=timeout_seconds)
+                    backend = create_backend(
+                        name, host, timeout_seconds=timeout_seconds, api_key_env=api_key_env
+                    )
                     self._backends[key] = backend
         return backend
 

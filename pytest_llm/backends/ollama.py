@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,10 +35,16 @@ class OllamaBackend:
 
     name = "ollama"
 
-    def __init__(self, *, host: str, timeout_seconds: float) -> None:
+    def __init__(
+        self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
+    ) -> None:
         self.host = host
         self.timeout_seconds = timeout_seconds
-        self._client = ollama.Client(host=host, timeout=timeout_seconds)
+        # the client itself sends $OLLAMA_API_KEY; another variable is sent the same way
+        self.api_key_env = api_key_env or "OLLAMA_API_KEY"
+        key = os.environ.get(self.api_key_env, "").strip() if api_key_env else ""
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        self._client = ollama.Client(host=host, timeout=timeout_seconds, headers=headers)
         self._digests: dict[str, str] | None = None
 
     def chat(self, request: ChatRequest) -> Completion:
@@ -143,7 +150,8 @@ class OllamaBackend:
             if status in (401, 403):
                 return BackendAuthError(
                     f"Ollama at {self.host} refused the request ({status}): {text}; "
-                    "check OLLAMA_API_KEY"
+                    f"check ${self.api_key_env} (or name another variable with "
+                    "--llm-api-key-env)"
                 )
             error = BackendResponseError(
                 f"Ollama at {self.host} answered {model!r} with an error"

@@ -1,0 +1,307 @@
+"""OpenAI-compatible servers (vLLM, llama.cpp, LM Studio, Ollama's ``/v1``) over plain ``httpx``.
+
+Why ``httpx`` and not the ``openai`` package: ``httpx`` is already installed (the
+``ollama`` client is built on it), so this backend adds no dependency; one
+``httpx.Client`` per server gives connection reuse and explicit timeouts; and the
+wire format we need — one streamed ``POST /chat/completions`` read as server-sent
+events, ``POST /embeddings`` and the ``{"error": {...}}`` bodies — is small and
+stable, while the ``openai`` client would bring its own retry loop (which would
+fight the harness's retries and backoff), its own exception tree to translate and
+a pydantic model per chunk on the hot path.
+
+``host`` is the base URL, as the ``openai`` client's ``base_url``:
+``http://127.0.0.1:8000/v1``. A URL without a path gets ``/v1``, where every
+server above serves the API. The API key is read from the environment variable
+named by ``api_key_env`` (``OPENAI_API_KEY`` by default) when the backend is
+created; it is sent as a bearer token and never stored anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import (
+    BackendAuthError,
+    BackendBusy,
+    BackendError,
+    BackendResponseError,
+    BackendTimeout,
+    BackendUnreachable,
+    ModelNotFound,
+)
+from ..result import Completion
+from . import ChatRequest
+
+__all__ = ["DEFAULT_API_KEY_ENV", "OpenAIBackend"]
+
+#: The variable the key is read from unless ``api_key_env`` names another one.
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+_SCHEMA_NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+#: Statuses with which a server rejects a request it cannot parse or does not support.
+_REJECTED = (400, 422)
+
+
+class _StreamError(Exception):
+    """The stream itself reported an error (an ``{"error": ...}`` event)."""
+
+
+class _HTTPStatusError(Exception):
+    """The server answered an error status; ``message`` is what its body said."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OpenAIBackend:
+    """Streams ``/chat/completions`` so that time to first token is measured, not guessed."""
+
+    name = "openai"
+
+    def __init__(
+        self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
+    ) -> None:
+        self.host = _base_url(host)
+        self.timeout_seconds = timeout_seconds
+        self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
+        key = os.environ.get(self.api_key_env, "").strip()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._has_key = bool(key)
+        self._client = httpx.Client(
+            base_url=self.host + "/", timeout=httpx.Timeout(timeout_seconds), headers=headers
+        )
+        #: Set to False once the server rejected a ``json_schema`` response format and
+        #: accepted ``json_object`` instead: later calls go straight to the fallback.
+        self.json_schema_supported = True
+
+    # --- Backend protocol ----------------------------------------------------------------
+
+    def chat(self, request: ChatRequest) -> Completion:
+        body = self._body(request)
+        try:
+            try:
+                return self._stream(request.model, body)
+            except _HTTPStatusError as exc:
+                fallback = body.get("response_format", {}).get("type") == "json_schema"
+                if not (fallback and exc.status in _REJECTED):
+                    raise
+                body["response_format"] = {"type": "json_object"}
+                completion = self._stream(request.model, body)
+                self.json_schema_supported = False
+                return completion
+        except BackendError:
+            raise
+        except (_HTTPStatusError, _StreamError, httpx.HTTPError, ValueError) as exc:
+            raise self._convert(exc, request.model) from exc
+
+    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        try:
+            response = self._client.post("embeddings", json={"model": model, "input": list(texts)})
+            payload = self._json(response)
+            rows = sorted(payload["data"], key=lambda row: row["index"])
+            vectors = [[float(v) for v in row["embedding"]] for row in rows]
+        except (_HTTPStatusError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise self._convert(exc, model) from exc
+        if len(vectors) != len(texts):
+            raise BackendResponseError(
+                f"{self.host} returned {len(vectors)} embeddings for {len(texts)} texts"
+            )
+        return vectors
+
+    def digest(self, model: str) -> str | None:
+        """Always ``None``: the OpenAI API names models but tells no content digest."""
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- the request -----------------------------------------------------------------------
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [dict(m) for m in request.messages],
+            "temperature": request.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.format is not None:
+            body["response_format"] = self._response_format(request.format)
+        body.update(request.options)  # pass-through settings such as top_p win
+        return body
+
+    def _response_format(self, format: str | dict[str, Any]) -> dict[str, Any]:
+        """A JSON Schema becomes ``json_schema`` (strict), ``"json"`` becomes ``json_object``."""
+        if isinstance(format, str) or not self.json_schema_supported:
+            return {"type": "json_object"}
+        title = format.get("title")
+        name = _SCHEMA_NAME_BAD_CHARS.sub("_", title)[:64] if isinstance(title, str) else ""
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": name or "response", "schema": format, "strict": True},
+        }
+
+    # --- the answer ------------------------------------------------------------------------
+
+    def _stream(self, model: str, body: dict[str, Any]) -> Completion:
+        parts: list[str] = []
+        ttft_ms: float | None = None
+        finish_reason: str | None = None
+        usage: Mapping[str, Any] = {}
+        done = False
+        start = time.perf_counter()
+        with self._client.stream("POST", "chat/completions", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _HTTPStatusError(response.status_code, _error_text(response))
+            for data in _sse_events(response.iter_lines()):
+                if data == "[DONE]":
+                    done = True
+                    break
+                event = json.loads(data)
+                if not isinstance(event, dict):
+                    raise ValueError(f"a stream event is not a JSON object: {data[:80]!r}")
+                if "error" in event:
+                    raise _StreamError(_error_message(event))
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        parts.append(text)
+                    thinking = delta.get("reasoning_content") or delta.get("reasoning")
+                    if ttft_ms is None and (text or thinking):
+                        ttft_ms = (time.perf_counter() - start) * 1000
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                usage = event.get("usage") or usage
+                if time.perf_counter() - start > self.timeout_seconds:
+                    raise BackendTimeout(self._timeout_message(model))
+        duration_ms = (time.perf_counter() - start) * 1000
+        if not done and finish_reason is None:
+            raise BackendResponseError(
+                f"{self.host} ended the answer of {model!r} without a finish_reason or [DONE]"
+            )
+        return Completion(
+            content="".join(parts),
+            model=model,
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
+            duration_ms=duration_ms,
+            ttft_ms=ttft_ms,
+            done_reason=finish_reason,
+        )
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise _HTTPStatusError(response.status_code, _error_text(response))
+        return response.json()
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _timeout_message(self, model: str) -> str:
+        return (
+            f"no answer from {model!r} at {self.host} within timeout_seconds="
+            f"{self.timeout_seconds:g}; raise it with @pytest.mark.llm(timeout_seconds=...) "
+            "or --llm-timeout"
+        )
+
+    def _convert(self, exc: Exception, model: str) -> BackendError:
+        """Map HTTP statuses and ``httpx`` exceptions to ours: the single place that knows them."""
+        if isinstance(exc, _HTTPStatusError):
+            status, text = exc.status, exc.message
+            if status in (401, 403):
+                where = "is set" if self._has_key else "is not set"
+                return BackendAuthError(
+                    f"{self.host} refused the request ({status}): {text}; the API key is read "
+                    f"from ${self.api_key_env} (which {where}); set it, or name another "
+                    "variable with --llm-api-key-env"
+                )
+            if status == 404:
+                return ModelNotFound(
+                    f"model {model!r} is not served at {self.host} (server said: {text}); "
+                    f"check the name against GET {self.host}/models, and that the URL is the "
+                    "API's base (it usually ends in /v1)"
+                )
+            if status in (429, 503):
+                return BackendBusy(f"{self.host} is busy ({status}): {text}", status_code=status)
+            error = BackendResponseError(
+                f"{self.host} answered {model!r} with an error ({status}): {text}",
+                status_code=status,
+            )
+            error.retryable = status >= 500
+            return error
+        if isinstance(exc, _StreamError):
+            return BackendResponseError(
+                f"{self.host} answered {model!r} with an error mid-stream: {exc}"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendTimeout(self._timeout_message(model))
+        if isinstance(exc, httpx.ConnectError):
+            return BackendUnreachable(
+                f"nothing answers at {self.host}: start the OpenAI-compatible server "
+                "(vLLM, llama.cpp, LM Studio, `ollama serve`), or point --llm-host at its "
+                "base URL"
+            )
+        return BackendResponseError(
+            f"the connection to {self.host} broke during the answer of {model!r}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _base_url(host: str) -> str:
+    """The API base URL: ``http://h:8000`` → ``http://h:8000/v1``; a given path is kept."""
+    host = host.strip().rstrip("/")
+    return host if urlsplit(host).path else host + "/v1"
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data`` of each server-sent event (multi-line data joined; comments skipped)."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+def _error_message(body: Mapping[str, Any]) -> str:
+    """The message of an error body: ``{"error": {"message": ...}}``, ``{"error": "..."}``,
+    or FastAPI's ``{"detail": ...}``."""
+    error = body.get("error", body.get("detail", body.get("message")))
+    if isinstance(error, Mapping):
+        error = error.get("message", error)
+    return str(error)
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        return _error_message(body)
+    text = response.text.strip()
+    return text[:200] if text else response.reason_phrase
