@@ -180,8 +180,8 @@ def _item_config(item: pytest.Item) -> HarnessConfig:
 
 
 def _one_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
-    """``test_file.py:12: ModelNotFound: ... run `ollama pull x` `` — no library traceback."""
+    """``ModelNotFound: ... run `ollama pull x` (test_file.py:12)`` — no library traceback."""
     path = getattr(item, "path", None)
     entry = next((e for e in reversed(excinfo.traceback) if e.path == path), None)
     where = f"{item.location[0]}:{entry.lineno + 1}" if entry is not None else item.nodeid
-    return f"{where}: {excinfo.type.__name__}: {excinfo.value}"
+    return f"{excinfo.type.__name__}: {excinfo.value} ({where})"
