@@ -42,6 +42,17 @@ Endpoints: ``POST /api/chat``, ``POST /api/generate``, ``POST /api/embed``,
 ``GET /api/version``, ``GET /`` (and ``HEAD`` for every ``GET`` route). Anything else is a 404
 with a JSON ``{"error": ...}`` body; a malformed JSON body is a 400.
 
+Like Ollama, the fake also speaks the OpenAI-compatible API under ``/v1``:
+``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models``, with the same
+scripted replies, faults and delays. There, streams are server-sent events
+(``text/event-stream``: one ``data: {chunk}`` event per token, a last chunk with
+``finish_reason``, a usage chunk with empty ``choices`` when ``stream_options.include_usage``
+is true, then ``data: [DONE]``); ``stream`` defaults to false, as in OpenAI's API;
+``max_tokens`` (or ``max_completion_tokens``) caps the chunks (``finish_reason`` ``"length"``);
+thinking text goes in ``delta.reasoning``; and every error body has OpenAI's shape,
+``{"error": {"message", "type", "param", "code"}}`` (a scripted ``error_after`` is such an
+event in the stream, then the stream ends without ``[DONE]``).
+
 Fidelity notes (what real Ollama does, and so does the fake):
 
 * streamed responses are NDJSON (``application/x-ndjson``, chunked transfer encoding); the
@@ -72,7 +83,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -104,6 +115,8 @@ _DEFAULT_STATUS_ERRORS: dict[int, str] = {
     503: "server busy, please try again.  maximum pending requests exceeded",
 }
 _DEFAULT_STREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
+#: The ``type`` of an OpenAI-shaped error body, by status, as Ollama's ``/v1`` sends it.
+_OPENAI_ERROR_TYPES: dict[int, str] = {400: "invalid_request_error", 404: "not_found_error"}
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 _POLL = 0.05  # seconds: how often waits look at the stop flag and the client's socket
 
@@ -184,7 +197,10 @@ class RecordedRequest:
 
     @property
     def stream(self) -> bool:
-        """Whether the client asked for a stream (Ollama's default is true)."""
+        """Whether the client asked for a stream (Ollama's default is true; under ``/v1``,
+        as in OpenAI's API, it is false)."""
+        if self.path.startswith("/v1/"):
+            return self.body.get("stream") is True
         return self.body.get("stream") is not False
 
 
@@ -358,6 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     _chunked = False
     _headers_sent = False
+    _openai = False  # the request is under /v1: OpenAI's wire format (SSE, error shape)
 
     @property
     def fake(self) -> FakeOllama:
@@ -420,6 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_sent = False
         self._chunked = self.request_version == "HTTP/1.1"
         path = urlsplit(self.path).path
+        self._openai = path.startswith("/v1/")
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             raw = self._read_body()
@@ -445,9 +463,9 @@ class _Handler(BaseHTTPRequestHandler):
         route = self.routes.get((method, path))
         try:
             if route is None:
-                self._send_json(404, {"error": f"404 page not found: {self.command} {path}"})
+                self._send_error_json(404, f"404 page not found: {self.command} {path}")
             elif parse_error is not None:
-                self._send_json(400, {"error": parse_error})
+                self._send_error_json(400, parse_error)
             else:
                 route(self, request)
         except _Abort:
@@ -458,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._headers_sent:
                 self._shutdown_socket()
             else:
-                self._send_json(500, {"error": f"FakeOllama internal error: {exc!r}"})
+                self._send_error_json(500, f"FakeOllama internal error: {exc!r}")
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
 
@@ -493,13 +511,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error_json(self, status: int, error: str | None) -> None:
         text = error or _DEFAULT_STATUS_ERRORS.get(status) or HTTPStatus(status).phrase.lower()
-        self._send_json(status, {"error": text})
+        self._send_json(status, self._error_body(status, text))
+
+    def _error_body(self, status: int, text: str) -> dict[str, Any]:
+        """``{"error": text}``; under ``/v1`` the OpenAI shape, as Ollama's ``/v1`` sends it."""
+        if not self._openai:
+            return {"error": text}
+        kind = _OPENAI_ERROR_TYPES.get(status, "api_error")
+        return {"error": {"message": text, "type": kind, "param": None, "code": None}}
 
     def _start_stream(self) -> None:
         if self._headers_sent:
             return
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
+        content_type = "text/event-stream" if self._openai else "application/x-ndjson"
+        self.send_header("Content-Type", content_type)
         if self._chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:  # HTTP/1.0: the end of the body is the end of the connection
@@ -509,11 +535,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_sent = True
 
     def _stream_line(self, obj: object) -> None:
+        self._write_chunk(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+
+    def _stream_event(self, data: object) -> None:
+        """One server-sent event: ``data: <json>`` (a ``str`` such as ``[DONE]`` as is)."""
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        self._write_chunk(b"data: " + text.encode(), end=b"\n\n")
+
+    def _write_chunk(self, data: bytes, end: bytes = b"\n") -> None:
         self._start_stream()
-        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        data += end
         if self._chunked:
-            line = b"%x\r\n%s\r\n" % (len(line), line)
-        self.wfile.write(line)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.wfile.write(data)
 
     def _end_stream(self) -> None:
         self._start_stream()
@@ -526,10 +560,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The requested model, or None after answering 400/404."""
         model = request.model
         if not model:
-            self._send_json(400, {"error": "model is required"})
+            self._send_error_json(400, "model is required")
             return None
         if not self.fake._has_model(model):
-            self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            self._send_error_json(404, f'model "{model}" not found, try pulling it first')
             return None
         return model
 
@@ -608,9 +642,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _embed(self, request: RecordedRequest) -> None:
         started = time.perf_counter_ns()
+        embedded = self._embed_texts(request)
+        if embedded is None:
+            return
+        model, texts, embeddings = embedded
+        response: dict[str, Any] = {"model": model, "embeddings": embeddings}
+        response["total_duration"] = time.perf_counter_ns() - started
+        response["prompt_eval_count"] = sum(max(1, _words(t)) for t in texts)
+        self._send_json(200, {k: v for k, v in response.items() if v != 0})
+
+    def _embed_texts(
+        self, request: RecordedRequest
+    ) -> tuple[str, list[str], list[list[float]]] | None:
+        """The model, the ``input`` texts and their vectors; None after answering 400/404."""
         model = self._require_model(request)
         if model is None:
-            return
+            return None
         raw_input = request.body.get("input")
         if raw_input is None:
             texts: list[str] = []
@@ -619,8 +666,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
             texts = raw_input
         else:
-            self._send_json(400, {"error": "invalid input type"})
-            return
+            self._send_error_json(400, "invalid input type")
+            return None
         dimensions = request.body.get("dimensions")
         dim = dimensions if isinstance(dimensions, int) and dimensions > 0 else EMBEDDING_DIM
         with self.fake._slot(self._client_gone):
@@ -628,10 +675,7 @@ class _Handler(BaseHTTPRequestHandler):
             embeddings = [fake_embedding(t, EMBEDDING_DIM) for t in texts]
             if dim < EMBEDDING_DIM:  # Ollama truncates and re-normalises
                 embeddings = [_renormalize(e[:dim]) for e in embeddings]
-        response: dict[str, Any] = {"model": model, "embeddings": embeddings}
-        response["total_duration"] = time.perf_counter_ns() - started
-        response["prompt_eval_count"] = sum(max(1, _words(t)) for t in texts)
-        self._send_json(200, {k: v for k, v in response.items() if v != 0})
+        return model, texts, embeddings
 
     def _embeddings(self, request: RecordedRequest) -> None:
         model = self._require_model(request)
@@ -648,6 +692,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _generate(self, request: RecordedRequest) -> None:
         self._complete(request, chat=False)
 
+    # ---------------------------------------------------------------- OpenAI-compatible /v1
+
+    def _v1_models(self, request: RecordedRequest) -> None:
+        models = list(dict.fromkeys(_normalize_model(m) for m in list(self.fake.models)))
+        entry = {"object": "model", "created": int(time.time()), "owned_by": "library"}
+        data = [{"id": m, **entry} for m in models]
+        self._send_json(200, {"object": "list", "data": data})
+
+    def _v1_embeddings(self, request: RecordedRequest) -> None:
+        embedded = self._embed_texts(request)
+        if embedded is None:
+            return
+        model, texts, vectors = embedded
+        tokens = sum(max(1, _words(t)) for t in texts)
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+    def _v1_chat(self, request: RecordedRequest) -> None:
+        model = self._require_model(request)
+        if model is None:
+            return
+        if not request.messages:
+            self._send_error_json(400, "[] is too short - 'messages'")
+            return
+        reply = self._take_reply(request)
+        if reply is None:
+            return
+        with self.fake._slot(self._client_gone):
+            self.fake._mark_loaded(model)
+            self._v1_run(request, reply, model)
+
     routes: ClassVar[dict[tuple[str, str], Callable[[_Handler, RecordedRequest], None]]] = {
         ("GET", "/"): _root,
         ("GET", "/api/version"): _version,
@@ -658,6 +734,9 @@ class _Handler(BaseHTTPRequestHandler):
         ("POST", "/api/embeddings"): _embeddings,
         ("POST", "/api/chat"): _chat,
         ("POST", "/api/generate"): _generate,
+        ("GET", "/v1/models"): _v1_models,
+        ("POST", "/v1/embeddings"): _v1_embeddings,
+        ("POST", "/v1/chat/completions"): _v1_chat,
     }
 
     # ---------------------------------------------------------------- chat / generate
@@ -703,6 +782,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, done)
             return
 
+        reply = self._take_reply(request)
+        if reply is None:
+            return
+        with self.fake._slot(self._client_gone):
+            self.fake._mark_loaded(model)
+            self._run(request, reply, model, chat=chat, arrived=arrived)
+
+    def _take_reply(self, request: RecordedRequest) -> Reply | None:
+        """The next scripted reply, or None after sending its scripted HTTP error. A hanging
+        reply holds a parallel slot until the client goes away or the server stops."""
         reply = self.fake._next_reply(request)
         if reply.hang:
             with self.fake._slot(self._client_gone):
@@ -712,42 +801,57 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Abort
         if reply.status is not None:
             self._send_error_json(reply.status, reply.error)
-            return
-        with self.fake._slot(self._client_gone):
-            self.fake._mark_loaded(model)
-            self._run(request, reply, model, chat=chat, arrived=arrived)
+            return None
+        return reply
 
-    def _run(
-        self, request: RecordedRequest, reply: Reply, model: str, *, chat: bool, arrived: int
-    ) -> None:
-        fake = self.fake
-        started = time.perf_counter_ns()
-        think = request.body.get("think") is not False
+    def _plan(self, reply: Reply, *, think: bool, limit: object) -> _Plan:
+        """What to send for ``reply``: at most ``limit`` chunks, cut short by its fault."""
         tokens = [("thinking", t) for t in (_tokens(reply.thinking) if think else [])]
         tokens += [("content", t) for t in _tokens(reply.content)]
         done_reason = reply.done_reason
-        options = request.body.get("options")
-        num_predict = options.get("num_predict") if isinstance(options, dict) else None
-        if isinstance(num_predict, int) and 0 < num_predict < len(tokens):
-            tokens, done_reason = tokens[:num_predict], "length"
-
+        if isinstance(limit, int) and 0 < limit < len(tokens):
+            tokens, done_reason = tokens[:limit], "length"
         fault: str | None = None
         cut = len(tokens)
         if reply.error_after is not None:
             fault, cut = "error", min(reply.error_after, len(tokens))
         if reply.drop_after is not None and (fault is None or reply.drop_after < cut):
             fault, cut = "drop", min(reply.drop_after, len(tokens))
-        first_delay = (
-            fake.first_token_delay if reply.first_token_delay is None else reply.first_token_delay
+        fake = self.fake
+        return _Plan(
+            tokens=tokens,
+            done_reason=done_reason,
+            fault=fault,
+            cut=cut,
+            first_delay=(
+                fake.first_token_delay
+                if reply.first_token_delay is None
+                else reply.first_token_delay
+            ),
+            token_delay=fake.token_delay if reply.token_delay is None else reply.token_delay,
         )
-        token_delay = fake.token_delay if reply.token_delay is None else reply.token_delay
+
+    def _paced(self, plan: _Plan) -> Iterator[tuple[str, str]]:
+        """The chunks before the fault, each ``(kind, text)`` after its delay."""
+        for i, chunk in enumerate(plan.tokens[: plan.cut]):
+            self._sleep(plan.first_delay if i == 0 else plan.token_delay)
+            yield chunk
+        if plan.cut == 0:
+            self._sleep(plan.first_delay)
+
+    def _run(
+        self, request: RecordedRequest, reply: Reply, model: str, *, chat: bool, arrived: int
+    ) -> None:
+        started = time.perf_counter_ns()
+        options = request.body.get("options")
+        num_predict = options.get("num_predict") if isinstance(options, dict) else None
+        plan = self._plan(reply, think=request.body.get("think") is not False, limit=num_predict)
 
         stream = request.stream
         first_at: int | None = None
         thinking_text: list[str] = []
         content_text: list[str] = []
-        for i, (kind, token) in enumerate(tokens[:cut]):
-            self._sleep(first_delay if i == 0 else token_delay)
+        for kind, token in self._paced(plan):
             if first_at is None:
                 first_at = time.perf_counter_ns()
             (thinking_text if kind == "thinking" else content_text).append(token)
@@ -759,14 +863,12 @@ class _Handler(BaseHTTPRequestHandler):
                         model, chat=chat, content=token, thinking=None, done=False
                     )
                 self._stream_line(chunk)
-        if cut == 0:
-            self._sleep(first_delay)
 
-        if fault == "drop":
+        if plan.fault == "drop":
             if stream:
                 self._start_stream()
             raise _Abort
-        if fault == "error":
+        if plan.fault == "error":
             error = reply.error or _DEFAULT_STREAM_ERROR
             if stream:
                 self._stream_line({"error": error})
@@ -777,15 +879,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         ended = time.perf_counter_ns()
         load_ns = round(reply.load_ms * 1_000_000)
-        if reply.tokens_in is not None:
-            tokens_in = reply.tokens_in
-        elif chat:
-            tokens_in = max(1, sum(_words(m.get("content")) for m in request.messages))
-        else:
-            tokens_in = max(
-                1, _words(request.body.get("prompt")) + _words(request.body.get("system"))
-            )
-        tokens_out = len(tokens) if reply.tokens_out is None else reply.tokens_out
+        tokens_in, tokens_out = _token_counts(request, reply, plan, chat=chat)
         metrics = {
             "total_duration": ended - arrived + load_ns,
             "load_duration": load_ns,
@@ -804,7 +898,7 @@ class _Handler(BaseHTTPRequestHandler):
                 thinking="".join(thinking_text) or None,
                 done=True,
             )
-        final["done_reason"] = done_reason
+        final["done_reason"] = plan.done_reason
         if not chat:
             final["context"] = list(range(1, tokens_in + tokens_out + 1))
         final.update({k: v for k, v in metrics.items() if v != 0})
@@ -813,6 +907,91 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream()
         else:
             self._send_json(200, final)
+
+    # ---------------------------------------------------------------- /v1 chat completions
+
+    def _v1_run(self, request: RecordedRequest, reply: Reply, model: str) -> None:
+        body = request.body
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        plan = self._plan(reply, think=body.get("think") is not False, limit=limit)
+        stream = request.stream
+        options = body.get("stream_options")
+        with_usage = isinstance(options, dict) and options.get("include_usage") is True
+        head = {
+            "id": f"chatcmpl-{len(self.fake.requests)}",
+            "object": "chat.completion.chunk" if stream else "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_ollama",
+        }
+        text: dict[str, list[str]] = {"thinking": [], "content": []}
+        for kind, token in self._paced(plan):
+            text[kind].append(token)
+            if stream:
+                delta = {"role": "assistant", "content": token if kind == "content" else ""}
+                if kind == "thinking":
+                    delta["reasoning"] = token
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
+                self._stream_event({**head, "choices": [choice]})
+
+        if plan.fault == "drop":
+            if stream:
+                self._start_stream()
+            raise _Abort
+        if plan.fault == "error":
+            error = reply.error or _DEFAULT_STREAM_ERROR
+            if stream:
+                self._stream_event(self._error_body(500, error))
+                self._end_stream()
+            else:
+                self._send_error_json(500, error)
+            return
+
+        tokens_in, tokens_out = _token_counts(request, reply, plan, chat=True)
+        usage = {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
+        if not stream:
+            message = {"role": "assistant", "content": "".join(text["content"])}
+            if text["thinking"]:
+                message["reasoning"] = "".join(text["thinking"])
+            choice = {"index": 0, "message": message, "finish_reason": plan.done_reason}
+            self._send_json(200, {**head, "choices": [choice], "usage": usage})
+            return
+        last = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+        self._stream_event({**head, "choices": [{**last, "finish_reason": plan.done_reason}]})
+        if with_usage:
+            self._stream_event({**head, "choices": [], "usage": usage})
+        self._stream_event("[DONE]")
+        self._end_stream()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a reply is sent: its chunks, why it ends, and the fault that cuts it short."""
+
+    tokens: list[tuple[str, str]]  # (kind, text); kind is "thinking" or "content"
+    done_reason: str
+    fault: str | None  # "error", "drop" or None
+    cut: int  # how many chunks go out before the fault
+    first_delay: float
+    token_delay: float
+
+
+def _token_counts(
+    request: RecordedRequest, reply: Reply, plan: _Plan, *, chat: bool
+) -> tuple[int, int]:
+    """Prompt and answer token counts: scripted, else words of the prompt and chunks sent."""
+    if reply.tokens_in is not None:
+        tokens_in = reply.tokens_in
+    elif chat:
+        tokens_in = max(1, sum(_words(m.get("content")) for m in request.messages))
+    else:
+        tokens_in = max(1, _words(request.body.get("prompt")) + _words(request.body.get("system")))
+    tokens_out = len(plan.tokens) if reply.tokens_out is None else reply.tokens_out
+    return tokens_in, tokens_out
 
 
 def _renormalize(vector: list[float]) -> list[float]:
