@@ -14,6 +14,18 @@ a pydantic model per chunk on the hot path.
 server above serves the API. The API key is read from the environment variable
 named by ``api_key_env`` (``OPENAI_API_KEY`` by default) when the backend is
 created; it is sent as a bearer token and never stored anywhere else.
+
+Servers differ in two places, handled here:
+
+* a JSON Schema is sent as ``response_format`` ``json_schema`` (strict); a server
+  that rejects that with an error naming ``response_format`` gets
+  ``{"type": "json_object", "schema": ...}`` (llama-cpp-python, which answers
+  ``json_schema`` with a 500, enforces a schema given so), then plain
+  ``json_object``; the first style the server accepts is remembered;
+* token counts come from the usage chunk that ``stream_options.include_usage``
+  asks for; a server that ignores it (llama-cpp-python) leaves ``tokens_in`` at 0,
+  ``tokens_out`` is then the number of streamed chunks (one token each on
+  llama.cpp, vLLM and Ollama) and ``metadata["usage_reported"]`` is False.
 """
 
 from __future__ import annotations
@@ -40,14 +52,14 @@ from ..errors import (
 from ..result import Completion
 from . import ChatRequest
 
-__all__ = ["DEFAULT_API_KEY_ENV", "OpenAIBackend"]
+__all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
 #: The variable the key is read from unless ``api_key_env`` names another one.
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 _SCHEMA_NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-#: Statuses with which a server rejects a request it cannot parse or does not support.
-_REJECTED = (400, 422)
+#: How a JSON Schema is sent, best first (see the module docstring).
+SCHEMA_STYLES = ("json_schema", "json_object_schema", "json_object")
 
 
 class _StreamError(Exception):
@@ -61,6 +73,11 @@ class _HTTPStatusError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+#: What a call can raise below our errors: HTTP statuses, a stream's error event, httpx
+#: transport errors and timeouts, and a garbled answer.
+_CLIENT_ERRORS = (_HTTPStatusError, _StreamError, httpx.HTTPError, ValueError, KeyError, TypeError)
 
 
 class OpenAIBackend:
@@ -80,28 +97,26 @@ class OpenAIBackend:
         self._client = httpx.Client(
             base_url=self.host + "/", timeout=httpx.Timeout(timeout_seconds), headers=headers
         )
-        #: Set to False once the server rejected a ``json_schema`` response format and
-        #: accepted ``json_object`` instead: later calls go straight to the fallback.
-        self.json_schema_supported = True
+        #: The first of SCHEMA_STYLES this server accepted: later calls start there.
+        self.schema_style = SCHEMA_STYLES[0]
 
     # --- Backend protocol ----------------------------------------------------------------
 
     def chat(self, request: ChatRequest) -> Completion:
-        body = self._body(request)
+        styles: tuple[str | None, ...] = (None,)
+        if isinstance(request.format, dict):
+            styles = SCHEMA_STYLES[SCHEMA_STYLES.index(self.schema_style) :]
         try:
-            try:
-                return self._stream(request.model, body)
-            except _HTTPStatusError as exc:
-                fallback = body.get("response_format", {}).get("type") == "json_schema"
-                if not (fallback and exc.status in _REJECTED):
-                    raise
-                body["response_format"] = {"type": "json_object"}
-                completion = self._stream(request.model, body)
-                self.json_schema_supported = False
-                return completion
+            for style in styles[:-1]:
+                try:
+                    return self._chat_in_style(request, style)
+                except _HTTPStatusError as exc:
+                    if not _rejects_response_format(exc):
+                        raise
+            return self._chat_in_style(request, styles[-1])
         except BackendError:
             raise
-        except (_HTTPStatusError, _StreamError, httpx.HTTPError, ValueError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise self._convert(exc, request.model) from exc
 
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
@@ -112,7 +127,7 @@ class OpenAIBackend:
             payload = self._json(response)
             rows = sorted(payload["data"], key=lambda row: row["index"])
             vectors = [[float(v) for v in row["embedding"]] for row in rows]
-        except (_HTTPStatusError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except _CLIENT_ERRORS as exc:
             raise self._convert(exc, model) from exc
         if len(vectors) != len(texts):
             raise BackendResponseError(
@@ -129,7 +144,7 @@ class OpenAIBackend:
 
     # --- the request -----------------------------------------------------------------------
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _body(self, request: ChatRequest, schema_style: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [dict(m) for m in request.messages],
@@ -142,28 +157,24 @@ class OpenAIBackend:
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.format is not None:
-            body["response_format"] = self._response_format(request.format)
+            body["response_format"] = _response_format(request.format, schema_style)
         body.update(request.options)  # pass-through settings such as top_p win
         return body
 
-    def _response_format(self, format: str | dict[str, Any]) -> dict[str, Any]:
-        """A JSON Schema becomes ``json_schema`` (strict), ``"json"`` becomes ``json_object``."""
-        if isinstance(format, str) or not self.json_schema_supported:
-            return {"type": "json_object"}
-        title = format.get("title")
-        name = _SCHEMA_NAME_BAD_CHARS.sub("_", title)[:64] if isinstance(title, str) else ""
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": name or "response", "schema": format, "strict": True},
-        }
-
     # --- the answer ------------------------------------------------------------------------
+
+    def _chat_in_style(self, request: ChatRequest, schema_style: str | None) -> Completion:
+        completion = self._stream(request.model, self._body(request, schema_style))
+        if schema_style is not None:
+            self.schema_style = schema_style
+        return completion
 
     def _stream(self, model: str, body: dict[str, Any]) -> Completion:
         parts: list[str] = []
         ttft_ms: float | None = None
         finish_reason: str | None = None
         usage: Mapping[str, Any] = {}
+        chunks = 0
         done = False
         start = time.perf_counter()
         with self._client.stream("POST", "chat/completions", json=body) as response:
@@ -185,8 +196,10 @@ class OpenAIBackend:
                     if text:
                         parts.append(text)
                     thinking = delta.get("reasoning_content") or delta.get("reasoning")
-                    if ttft_ms is None and (text or thinking):
-                        ttft_ms = (time.perf_counter() - start) * 1000
+                    if text or thinking:
+                        chunks += 1
+                        if ttft_ms is None:
+                            ttft_ms = (time.perf_counter() - start) * 1000
                     finish_reason = choice.get("finish_reason") or finish_reason
                 usage = event.get("usage") or usage
                 if time.perf_counter() - start > self.timeout_seconds:
@@ -200,10 +213,11 @@ class OpenAIBackend:
             content="".join(parts),
             model=model,
             tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0) if usage else chunks,
             duration_ms=duration_ms,
             ttft_ms=ttft_ms,
             done_reason=finish_reason,
+            metadata={"usage_reported": bool(usage)},
         )
 
     def _json(self, response: httpx.Response) -> Any:
@@ -225,11 +239,15 @@ class OpenAIBackend:
         if isinstance(exc, _HTTPStatusError):
             status, text = exc.status, exc.message
             if status in (401, 403):
-                where = "is set" if self._has_key else "is not set"
+                key = f"${self.api_key_env}"
+                hint = (
+                    f"{key}: check its value"
+                    if self._has_key
+                    else f"{key}, which is not set: set it"
+                )
                 return BackendAuthError(
-                    f"{self.host} refused the request ({status}): {text}; the API key is read "
-                    f"from ${self.api_key_env} (which {where}); set it, or name another "
-                    "variable with --llm-api-key-env"
+                    f"{self.host} refused the request ({status}): {text}; the API key comes "
+                    f"from {hint}, or name another variable with --llm-api-key-env"
                 )
             if status == 404:
                 return ModelNotFound(
@@ -264,6 +282,25 @@ class OpenAIBackend:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _response_format(format: str | dict[str, Any], style: str | None) -> dict[str, Any]:
+    """``"json"`` → ``json_object``; a JSON Schema → the ``response_format`` of ``style``."""
+    if isinstance(format, str) or style == "json_object":
+        return {"type": "json_object"}
+    if style == "json_object_schema":
+        return {"type": "json_object", "schema": format}
+    title = format.get("title")
+    name = _SCHEMA_NAME_BAD_CHARS.sub("_", title)[:64] if isinstance(title, str) else ""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name or "response", "schema": format, "strict": True},
+    }
+
+
+def _rejects_response_format(exc: _HTTPStatusError) -> bool:
+    """The server refused the request because of its ``response_format``."""
+    return "response_format" in exc.message or "json_schema" in exc.message
 
 
 def _base_url(host: str) -> str:
