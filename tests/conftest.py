@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 
@@ -10,6 +11,11 @@ from pytest_llm.errors import BackendError
 from pytest_llm.result import Completion
 
 pytest_plugins = ["pytester"]
+
+#: tests/real/ needs a real model server: scripts/real-model.sh starts one and sets this
+#: variable; a plain `pytest` does not collect it at all (so nothing there shows as skipped).
+REAL_MODEL_ENV = "PYTEST_LLM_REAL_MODEL"
+collect_ignore = [] if os.environ.get(REAL_MODEL_ENV) == "1" else ["real"]
 
 Script = str | BackendError | Callable[[ChatRequest], str]
 

@@ -1,0 +1,417 @@
+"""Cassettes: record real model answers once, replay them exactly (no server, no GPU).
+
+One readable JSON file per test holds its recorded calls. A call is looked up by
+everything that changes its answer — backend, model, messages, format/schema,
+temperature, seed, max_tokens, options and the sample index (chat); backend, model
+and input texts (embed) — so a changed prompt or model is a *miss*, never a wrong
+replay. The model's digest is stored beside each recording: in ``new_episodes`` a
+recording made with another digest (a re-pulled tag) is recorded again. Hosts,
+headers, keys and anything else from the environment are never written.
+
+Modes (as in vcrpy / pytest-recording):
+
+=============  ======================================================================
+``off``        always live; nothing read or written (the default)
+``none``       replay only; a call with no recording is a ``CassetteError``
+``once``       replay when the test has a cassette file; without one, call live and record
+``new_episodes``  replay what is recorded, call live and record what is not
+``all``        call live and overwrite the cassette
+=============  ======================================================================
+
+A test's cassette is read at its first call and written (atomically) at its end,
+then dropped: memory stays flat however many tests run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+
+from ._files import write_text_atomic
+from .backends import Backend, ChatRequest
+from .errors import BackendError, CassetteError, ConfigError
+from .result import Completion
+
+__all__ = ["MODES", "Cassette", "CassetteBackend", "CassetteSettings"]
+
+MODES = ("off", "none", "once", "new_episodes", "all")
+#: The value of the ``pytest_llm_cassette`` field: the version of the file format.
+FORMAT_VERSION = 1
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
+_MAX_NAME = 120
+_SHOWN = 60
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CassetteSettings:
+    """The session's record mode and where cassettes live (``--llm-record-mode`` & co)."""
+
+    mode: str = "off"
+    directory: Path | None = None
+    """``None``: ``cassettes/<module>/`` next to each test module."""
+    rootpath: Path = Path()
+    command_options: tuple[str, ...] = ()
+    """Options repeated in the record command a miss suggests (a ``--llm-cassette-dir``)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(
+                f"llm record mode {self.mode!r} is invalid: expected one of {', '.join(MODES)}"
+            )
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> CassetteSettings:
+        """Option > ini > ``off``; an ini directory is relative to the ini file."""
+        mode = config.getoption("llm_record_mode") or config.getini("llm_record_mode") or "off"
+        option_dir: str | None = config.getoption("llm_cassette_dir")
+        ini_dirs: list[Path] = config.getini("llm_cassette_dir")
+        if len(ini_dirs) > 1:
+            raise ConfigError(f"ini llm_cassette_dir takes one directory, got {len(ini_dirs)}")
+        directory = ini_dirs[0] if ini_dirs else None
+        command: tuple[str, ...] = ()
+        if option_dir:
+            directory = Path(config.invocation_params.dir, option_dir)
+            command = (f"--llm-cassette-dir={option_dir}",)
+        return cls(
+            mode=mode.strip(),
+            directory=directory,
+            rootpath=config.rootpath,
+            command_options=command,
+        )
+
+    def cassette_for(self, item: pytest.Item) -> Cassette:
+        names = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
+        module = item.path
+        if self.directory is None:
+            folder = module.parent / "cassettes" / module.stem
+        else:
+            try:
+                relative = module.relative_to(self.rootpath)
+            except ValueError:
+                relative = Path(module.name)
+            folder = self.directory / relative.with_suffix("")
+        test = "::".join([item.nodeid.split("::")[0], *names])
+        return Cassette(folder / _file_name(".".join(names)), self, test=test)
+
+
+def _file_name(name: str) -> str:
+    """A portable file name for a test; a hash keeps sanitised or shortened names apart."""
+    safe = _UNSAFE.sub("_", name)
+    if safe != name or len(safe) > _MAX_NAME:
+        safe = f"{safe[:_MAX_NAME]}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+    return f"{safe}.json"
+
+
+class Cassette:
+    """The recordings of one test. Thread-safe (``Harness.map`` plays calls concurrently)."""
+
+    def __init__(self, path: Path, settings: CassetteSettings, *, test: str) -> None:
+        self.path = path
+        self.mode = settings.mode
+        self.test = test
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._existed = False
+        self._broken: CassetteError | None = None
+        self._interactions: list[dict[str, Any]] = []
+        self._asked: defaultdict[str, int] = defaultdict(int)
+        self._dirty = False
+        self._wrappers: dict[int, CassetteBackend] = {}
+
+    def wrap(self, backend: Backend) -> CassetteBackend:
+        """``backend`` seen through this cassette (one wrapper per backend)."""
+        with self._lock:
+            wrapper = self._wrappers.get(id(backend))
+            if wrapper is None:
+                wrapper = self._wrappers[id(backend)] = CassetteBackend(backend, self)
+            return wrapper
+
+    def play(
+        self,
+        request: dict[str, Any],
+        *,
+        live: Callable[[], T],
+        encode: Callable[[T], dict[str, Any]],
+        decode: Callable[[Mapping[str, Any]], T],
+        digest: Callable[[], str | None],
+    ) -> T:
+        """Replay the answer to ``request`` or get it ``live`` (and record it), per the mode.
+
+        The n-th identical request of a test gets the n-th recorded answer (in
+        ``none``/``once`` the last one repeats; in ``new_episodes`` a new one is recorded).
+        """
+        key = _key(request)
+        current = digest() if self.mode == "new_episodes" else None
+        with self._lock:
+            self._load()
+            n = self._asked[key]
+            self._asked[key] += 1
+            recorded = [i for i in self._interactions if i["key"] == key]
+            if n == 0 and _stale(recorded, current):
+                self._interactions = [i for i in self._interactions if i["key"] != key]
+                recorded = []
+            if recorded and self._replays:
+                if self.mode != "new_episodes":
+                    return decode(recorded[min(n, len(recorded) - 1)]["response"])
+                if n < len(recorded):
+                    return decode(recorded[n]["response"])
+            if not self._records:
+                raise self._miss(request)
+        answer = live()
+        entry = {
+            "key": key,
+            "request": request,
+            "model_digest": digest(),
+            "response": encode(answer),
+        }
+        with self._lock:
+            self._interactions.append(entry)
+            self._dirty = True
+        return answer
+
+    def save(self) -> None:
+        """Write the cassette if this test recorded anything; then forget its contents."""
+        with self._lock:
+            interactions, dirty = self._interactions, self._dirty and self._broken is None
+            self._interactions, self._asked, self._dirty = [], defaultdict(int), False
+        if not dirty:
+            return
+        ordered = sorted(interactions, key=lambda i: str(i["key"]))  # stable: stable diffs
+        document = {
+            "pytest_llm_cassette": FORMAT_VERSION,
+            "interactions": [{k: v for k, v in i.items() if k != "key"} for i in ordered],
+        }
+        try:
+            write_text_atomic(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise CassetteError(
+                f"cannot write cassette {self._shown_path}: {exc.strerror or exc}"
+            ) from None
+
+    # --- internals -----------------------------------------------------------------------
+
+    @property
+    def _replays(self) -> bool:
+        return self.mode in ("none", "new_episodes") or (self.mode == "once" and self._existed)
+
+    @property
+    def _records(self) -> bool:
+        return self.mode in ("new_episodes", "all") or (self.mode == "once" and not self._existed)
+
+    @property
+    def _shown_path(self) -> str:
+        try:
+            return str(self.path.relative_to(self._settings.rootpath))
+        except ValueError:
+            return str(self.path)
+
+    def _load(self) -> None:
+        """Read the file once (never in ``all``, which overwrites it); called under the lock."""
+        if self._broken is not None:
+            raise self._broken
+        if self._loaded:
+            return
+        self._loaded = True
+        if self.mode == "all" or not self.path.exists():
+            return
+        self._existed = True
+        try:
+            self._interactions = _parse(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            self._broken = CassetteError(
+                f"cassette {self._shown_path} {_describe(exc)}; it was left untouched: "
+                f"fix or delete it, or re-record the test with `{self._command('all')}`"
+            )
+            raise self._broken from None
+
+    def _command(self, mode: str) -> str:
+        options = " ".join(shlex.quote(o) for o in self._settings.command_options)
+        return f"pytest {shlex.quote(self.test)} --llm-record-mode={mode}" + (
+            f" {options}" if options else ""
+        )
+
+    def _miss(self, request: Mapping[str, Any]) -> CassetteError:
+        where = f"cassette {self._shown_path}"
+        if not self._existed:
+            why, mode = f"{where} does not exist", "once"
+        else:
+            others = [i["request"] for i in self._interactions]
+            why, mode = f"{where} {_closest(request, others)}", "new_episodes"
+        messages = request.get("messages") or request.get("input") or [""]
+        last = messages[-1]
+        text = str(last.get("content", "") if isinstance(last, Mapping) else last)
+        shown = text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+        return CassetteError(
+            f"no recorded answer for test {self.test} ({request['endpoint']} with model "
+            f"{request['model']!r}, prompt {shown!r}) in record mode {self.mode!r}: {why}. "
+            f"Record it with: {self._command(mode)}"
+        )
+
+
+class CassetteBackend:
+    """A ``Backend`` that answers from a cassette, or from ``inner`` when it may record."""
+
+    def __init__(self, inner: Backend, cassette: Cassette) -> None:
+        self.name = inner.name
+        self.host = inner.host
+        self._inner = inner
+        self._cassette = cassette
+        self._digests: dict[str, str | None] = {}
+
+    def chat(self, request: ChatRequest) -> Completion:
+        return self._cassette.play(
+            _chat_request(self.name, request),
+            live=lambda: self._inner.chat(request),
+            encode=_encode_completion,
+            decode=_decode_completion,
+            digest=lambda: self.digest(request.model),
+        )
+
+    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        record = {"endpoint": "embed", "backend": self.name, "model": model, "input": list(texts)}
+        return self._cassette.play(
+            record,
+            live=lambda: self._inner.embed(model, texts),
+            encode=lambda vectors: {"embeddings": [" ".join(map(repr, v)) for v in vectors]},
+            decode=lambda r: [[float(x) for x in v.split()] for v in r["embeddings"]],
+            digest=lambda: self.digest(model),
+        )
+
+    def digest(self, model: str) -> str | None:
+        """The inner backend's digest; unknown (``None``) when the server cannot tell."""
+        if model not in self._digests:
+            try:
+                self._digests[model] = self._inner.digest(model)
+            except BackendError:  # e.g. the server is down: replays still work in new_episodes
+                self._digests[model] = None
+        return self._digests[model]
+
+    def close(self) -> None:
+        """Nothing to do: the inner backend belongs to the session's pool."""
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+def _chat_request(backend: str, request: ChatRequest) -> dict[str, Any]:
+    return {
+        "endpoint": "chat",
+        "backend": backend,
+        "model": request.model,
+        "messages": [dict(m) for m in request.messages],
+        "format": request.format,
+        "temperature": float(request.temperature),
+        "seed": request.seed,
+        "max_tokens": request.max_tokens,
+        "options": dict(request.options),
+        "sample": request.sample,
+    }
+
+
+def _encode_completion(c: Completion) -> dict[str, Any]:
+    return {
+        "content": c.content,
+        "model": c.model,
+        "done_reason": c.done_reason,
+        "tokens_in": c.tokens_in,
+        "tokens_out": c.tokens_out,
+        "duration_ms": round(c.duration_ms, 3),
+        "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
+        "load_ms": round(c.load_ms, 3),
+        "metadata": c.metadata,
+    }
+
+
+def _decode_completion(r: Mapping[str, Any]) -> Completion:
+    return Completion(
+        content=r["content"],
+        model=r.get("model", ""),
+        tokens_in=r.get("tokens_in", 0),
+        tokens_out=r.get("tokens_out", 0),
+        duration_ms=r.get("duration_ms", 0.0),
+        ttft_ms=r.get("ttft_ms"),
+        load_ms=r.get("load_ms", 0.0),
+        done_reason=r.get("done_reason"),
+        cached=True,
+        metadata=dict(r.get("metadata") or {}),
+    )
+
+
+def _key(request: Mapping[str, Any]) -> str:
+    """Canonical JSON of a request: equal keys, equal answers."""
+    try:
+        return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise CassetteError(
+            f"cannot record a request with a value JSON cannot hold: {exc}"
+        ) from None
+
+
+def _stale(recorded: list[dict[str, Any]], current: str | None) -> bool:
+    """Whether recordings came from another digest of the model (a re-pulled tag)."""
+    return current is not None and any(
+        i.get("model_digest") not in (None, current) for i in recorded
+    )
+
+
+def _closest(request: Mapping[str, Any], others: list[Mapping[str, Any]]) -> str:
+    """How the nearest recording differs from ``request`` (so a miss explains itself)."""
+    if not others:
+        return "has no recordings"
+    diffs = [
+        sorted(k for k in {*request, *other} if request.get(k) != other.get(k)) for other in others
+    ]
+    nearest = min(diffs, key=len)
+    return f"has {len(others)} other recording(s); the closest differs in {', '.join(nearest)}"
+
+
+def _parse(text: str) -> list[dict[str, Any]]:
+    """The interactions of a cassette file; ``ValueError`` says what is wrong."""
+    document = json.loads(text)
+    if not isinstance(document, dict) or "pytest_llm_cassette" not in document:
+        raise ValueError("is not a pytest-llm cassette (no 'pytest_llm_cassette' field)")
+    version = document["pytest_llm_cassette"]
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"has format version {version!r}; this pytest-llm reads version {FORMAT_VERSION}"
+        )
+    interactions = document.get("interactions")
+    if not isinstance(interactions, list):
+        raise ValueError("has no 'interactions' list")
+    parsed = []
+    for n, entry in enumerate(interactions):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        response = entry.get("response") if isinstance(entry, dict) else None
+        endpoint = request.get("endpoint") if isinstance(request, dict) else None
+        needed = {"chat": "content", "embed": "embeddings"}.get(str(endpoint))
+        if not isinstance(response, dict) or needed is None or needed not in response:
+            raise ValueError(
+                f"has a malformed interaction #{n}: it needs a 'request' with an 'endpoint' "
+                "(chat or embed) and a 'response' with its 'content' or 'embeddings'"
+            )
+        parsed.append({**entry, "key": _key(cast(dict[str, Any], request))})
+    return parsed
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"cannot be parsed: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "cannot be parsed: it is not UTF-8 text"
+    return str(exc)
