@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from .backends import Backend, BackendPool
+from .cassettes import MODES, Cassette, CassetteSettings
 from .config import (
     OPTION_FIELDS,
     HarnessConfig,
@@ -28,6 +29,7 @@ from .result import LLMResult
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
 POOL_KEY = pytest.StashKey[BackendPool]()
 ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
+CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError)
@@ -52,6 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help_text = _OPTION_HELP[name]
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
         parser.addini(f"llm_{suffix}", help_text, default=None)
+    _add_cassette_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         config.stash[SETTINGS_KEY] = _base_settings(config)
         resolve(base=config.stash[SETTINGS_KEY])
+        config.stash[CASSETTES_KEY] = CassetteSettings.from_config(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL_KEY] = BackendPool()
@@ -75,7 +79,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     c = resolve(base=config.stash[SETTINGS_KEY])
-    return f"llm: model={c.model} backend={c.backend} host={c.host} seed={c.seed}"
+    mode = config.stash[CASSETTES_KEY].mode
+    cassettes = "" if mode == "off" else f" record_mode={mode}"
+    return f"llm: model={c.model} backend={c.backend} host={c.host} seed={c.seed}{cassettes}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -105,15 +111,14 @@ def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
 
 
 @pytest.fixture
-def llm(request: pytest.FixtureRequest, llm_config: HarnessConfig) -> Iterator[Harness]:
+def llm(
+    request: pytest.FixtureRequest, llm_config: HarnessConfig, _llm_cassette: Cassette | None
+) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
-    pool = request.config.stash[POOL_KEY]
     records: list[dict[str, Any]] = []
 
     def backend_for(c: HarnessConfig) -> Backend:
-        return pool.get(
-            c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
-        )
+        return _backend(request.config, c, _llm_cassette)
 
     def record(result: LLMResult) -> None:
         records.append(result.summary())
@@ -121,6 +126,18 @@ def llm(request: pytest.FixtureRequest, llm_config: HarnessConfig) -> Iterator[H
     yield Harness(llm_config, backend=backend_for, on_result=record)
     if records:  # before the teardown report is made, so it (and JUnit XML, xdist) carries them
         request.node.user_properties.append(("llm", json.dumps(records, sort_keys=True)))
+
+
+@pytest.fixture
+def _llm_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette | None]:
+    """This test's cassette (``None`` in record mode ``off``), written at its end and dropped."""
+    settings = request.config.stash[CASSETTES_KEY]
+    if settings.mode == "off":
+        yield None
+        return
+    cassette = settings.cassette_for(request.node)
+    yield cassette
+    cassette.save()
 
 
 @pytest.fixture
@@ -153,6 +170,24 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 
 
 # --- plain helpers ----------------------------------------------------------------------------
+
+
+def _add_cassette_options(parser: pytest.Parser, group: Any) -> None:
+    modes = ", ".join(MODES)
+    help_mode = f"replay/record model answers in cassettes: {modes} (default: off)"
+    group.addoption("--llm-record-mode", dest="llm_record_mode", help=help_mode)
+    parser.addini("llm_record_mode", help_mode, default=None)
+    help_dir = "directory of cassettes (default: cassettes/ next to each test module)"
+    group.addoption("--llm-cassette-dir", dest="llm_cassette_dir", help=help_dir)
+    parser.addini("llm_cassette_dir", help_dir + "; relative to the ini file", type="paths")
+
+
+def _backend(config: pytest.Config, c: HarnessConfig, cassette: Cassette | None) -> Backend:
+    """The session's backend for ``c``, through the test's cassette when one is in use."""
+    backend = config.stash[POOL_KEY].get(
+        c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
+    )
+    return backend if cassette is None else cassette.wrap(backend)
 
 
 def _base_settings(config: pytest.Config) -> dict[str, Any]:
