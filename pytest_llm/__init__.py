@@ -8,7 +8,14 @@ import pytest
 
 pytest.register_assert_rewrite("pytest_llm.assertions")
 
-from .assertions import assert_contains, assert_json, assert_matches, assert_schema  # noqa: E402
+from .assertions import (  # noqa: E402
+    assert_contains,
+    assert_json,
+    assert_matches,
+    assert_schema,
+    assert_score,
+    assert_similar,
+)
 from .config import HarnessConfig  # noqa: E402
 from .errors import (  # noqa: E402
     BackendAuthError,
@@ -19,14 +26,17 @@ from .errors import (  # noqa: E402
     BackendUnreachable,
     CassetteError,
     ConfigError,
+    JudgeError,
     LLMError,
     ModelNotFound,
     OutputInvalid,
+    PassRateTooLow,
     QualityFailure,
     ScoreTooLow,
 )
 from .harness import Harness  # noqa: E402
 from .result import Attempt, LLMResult  # noqa: E402
+from .sampling import SampleResult  # noqa: E402
 from .scoring import Score, Scorer  # noqa: E402
 
 __all__ = [
@@ -41,11 +51,14 @@ __all__ = [
     "ConfigError",
     "Harness",
     "HarnessConfig",
+    "JudgeError",
     "LLMError",
     "LLMResult",
     "ModelNotFound",
     "OutputInvalid",
+    "PassRateTooLow",
     "QualityFailure",
+    "SampleResult",
     "Score",
     "ScoreTooLow",
     "Scorer",
@@ -53,4 +66,6 @@ __all__ = [
     "assert_json",
     "assert_matches",
     "assert_schema",
+    "assert_score",
+    "assert_similar",
 ]

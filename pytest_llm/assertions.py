@@ -4,13 +4,22 @@ from which model. They accept an ``LLMResult``, or plain text / parsed values.""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from .errors import QualityFailure
+from .errors import QualityFailure, ScoreTooLow
 from .result import LLMResult
+from .scorers import DEFAULT_EMBEDDING_MODEL, embedding_similarity, lexical_similarity
+from .scoring import Score, Scorer, active_harness, as_result, run_scorer
 from .validation import Rejected, Schema, conform, parse_json
 
-__all__ = ["assert_contains", "assert_json", "assert_matches", "assert_schema"]
+__all__ = [
+    "assert_contains",
+    "assert_json",
+    "assert_matches",
+    "assert_schema",
+    "assert_score",
+    "assert_similar",
+]
 
 _SHOWN = 500
 
@@ -94,3 +103,50 @@ def assert_matches(
             f"no match in: {_shown(text)}"
         )
     return match
+
+
+def assert_score(output: LLMResult | str, scorer: Scorer, *, min: float | None = None) -> Score:
+    """``scorer`` rates the output at least ``min`` (default: the ``min_score`` setting).
+
+    Model-backed scorers (embedding similarity, the judge) run on the test's ``llm``
+    harness, which also carries the score into the test report. Returns the ``Score``.
+    """
+    __tracebackhide__ = True
+    harness = active_harness()
+    threshold = min if min is not None or harness is None else harness.config.min_score
+    if threshold is None:
+        raise TypeError("assert_score needs min=... (or a min_score setting for the test)")
+    result = as_result(output)
+    if harness is not None:
+        score = harness.score(result, scorer, min_score=threshold)
+    else:
+        score = run_scorer(scorer, result, threshold)
+    if not score.passed:
+        raise ScoreTooLow(
+            f"expected {score.name} >= {threshold:g}{_origin(output)}, "
+            f"got {score.value:.3f}: {score.reason}\noutput: {_shown(result.content)}"
+        )
+    return score
+
+
+def assert_similar(
+    output: LLMResult | str,
+    reference: str,
+    *,
+    min: float | None = None,
+    method: Literal["lexical", "embedding"] = "lexical",
+    model: str | None = None,
+) -> Score:
+    """The output is similar to ``reference``: by words (``lexical``) or by meaning
+    (``embedding``, with the embedding ``model``; default ``nomic-embed-text``)."""
+    __tracebackhide__ = True
+    scorer: Scorer
+    if method == "lexical":
+        if model is not None:
+            raise TypeError("model= is for method='embedding'; lexical similarity uses no model")
+        scorer = lexical_similarity(reference)
+    elif method == "embedding":
+        scorer = embedding_similarity(reference, model=model or DEFAULT_EMBEDDING_MODEL)
+    else:
+        raise ValueError(f"method must be 'lexical' or 'embedding', not {method!r}")
+    return assert_score(output, scorer, min=min)

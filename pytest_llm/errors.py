@@ -12,14 +12,16 @@
     │   └── BackendResponseError     any other error answer (5xx, error line mid-stream, …)
     │       └── BackendBusy          429/503: the server is overloaded (retried with backoff)
     ├── CassetteError                a cassette is missing, unreadable or cannot be written
+    ├── JudgeError                   the judge model never gave a valid verdict: the test *errors*
     └── QualityFailure (AssertionError)   the model answered, but not well enough: the test *fails*
         ├── OutputInvalid            invalid output after every retry and escalation
-        └── ScoreTooLow              score under min_score after every retry and escalation
+        ├── ScoreTooLow              score under min_score after every retry and escalation
+        └── PassRateTooLow           too few of llm.sample's calls passed (min_pass_rate)
 
 Backends convert their client library's exceptions into these at one place each
 (``raise X from exc``); nothing above the backend layer sees ``ollama`` or
-``httpx`` exceptions. The plugin reports ``BackendError`` and ``CassetteError``
-as test errors (``E``) and ``QualityFailure`` as ordinary failures.
+``httpx`` exceptions. The plugin reports ``BackendError``, ``CassetteError`` and
+``JudgeError`` as test errors (``E``) and ``QualityFailure`` as ordinary failures.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ __all__ = [
     "BackendUnreachable",
     "CassetteError",
     "ConfigError",
+    "JudgeError",
     "LLMError",
     "ModelNotFound",
     "OutputInvalid",
+    "PassRateTooLow",
     "QualityFailure",
     "ScoreTooLow",
 ]
@@ -94,6 +98,10 @@ class CassetteError(LLMError):
     """A cassette is missing in replay-only mode, cannot be parsed, or cannot be written."""
 
 
+class JudgeError(LLMError):
+    """The judge model never answered a valid verdict: the quality could not be measured."""
+
+
 class QualityFailure(LLMError, AssertionError):
     """The model answered but the answer was rejected every time: a test failure.
 
@@ -109,3 +117,7 @@ class OutputInvalid(QualityFailure):
 
 class ScoreTooLow(QualityFailure):
     """Every attempt scored under ``min_score``."""
+
+
+class PassRateTooLow(QualityFailure):
+    """Fewer than ``min_pass_rate`` of the sampled calls passed (``result``: the SampleResult)."""

@@ -10,14 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .backends import Backend, BackendPool, ChatRequest
 from .config import HarnessConfig, check_field_names
-from .errors import BackendError, OutputInvalid, QualityFailure, ScoreTooLow
+from .errors import (
+    BackendError,
+    ConfigError,
+    OutputInvalid,
+    PassRateTooLow,
+    QualityFailure,
+    ScoreTooLow,
+)
 from .result import Attempt, Completion, LLMResult
-from .scoring import Score, Scorer, run_scorer
+from .sampling import Sample, SampleResult, run_samples
+from .scorers import EmbeddingCache
+from .scoring import Score, Scorer, activated, run_scorer
 from .validation import Check, Rejected, Schema, format_for, validate
 
 __all__ = ["Harness", "Prompt"]
@@ -54,6 +63,9 @@ class Harness:
         *,
         backend: Backend | Callable[[HarnessConfig], Backend] | None = None,
         on_result: Callable[[LLMResult], None] | None = None,
+        on_score: Callable[[Score, LLMResult], None] | None = None,
+        on_sample: Callable[[SampleResult], None] | None = None,
+        embeddings: EmbeddingCache | None = None,
     ) -> None:
         self.config = config or HarnessConfig()
         self._own_pool: BackendPool | None = None
@@ -69,6 +81,9 @@ class Harness:
             fixed: Backend = backend
             self._backend_for = lambda c: fixed
         self._on_result = on_result
+        self._on_score = on_score
+        self._on_sample = on_sample
+        self._embeddings = embeddings or EmbeddingCache()
 
     # --- public API ----------------------------------------------------------------------
 
@@ -117,10 +132,92 @@ class Harness:
             futures = [pool.submit(self._run, call) for call in calls]
         return [future.result() for future in futures]
 
+    def sample(
+        self,
+        prompt_or_messages: Prompt,
+        n: int | None = None,
+        *,
+        system: str | None = None,
+        schema: Schema | None = None,
+        check: Check | None = None,
+        scorer: Scorer | None = None,
+        model: str | None = None,
+        stop_early: bool = True,
+        **options: Any,
+    ) -> SampleResult:
+        """Ask ``n`` times independently (default: ``samples``) and count the passing answers.
+
+        Each sample has its own seed (``seed + i``) and cassette key, so no two are the
+        same cached answer. A sample is one call and passes when its output is accepted:
+        it validates against ``schema``, ``check`` accepts it and ``scorer`` reaches
+        ``min_score`` (retries and escalation are off inside a sample unless
+        ``max_retries=``/``escalate_to=`` are passed here). At most ``concurrency`` run
+        at once, and with ``stop_early`` no new sample starts once the verdict is
+        certain. Returns the :class:`~pytest_llm.sampling.SampleResult` when at least
+        ``min_pass_rate`` of ``n`` pass; raises :class:`~pytest_llm.PassRateTooLow` otherwise.
+        """
+        options = {"max_retries": 0, "escalate_to": (), **options}
+        first = self._prepare(
+            prompt_or_messages, system, schema, check, scorer, model, options, sample=0
+        )
+        cfg = first.config
+        count = cfg.samples if n is None else n
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"sample(n={n!r}) is invalid: expected an integer >= 1")
+        if scorer is not None and cfg.min_score is None:
+            raise ConfigError(
+                "sample(scorer=...) needs min_score to decide which samples pass: "
+                "pass min_score=..., or set it with @pytest.mark.llm(min_score=...) or "
+                "--llm-min-score"
+            )
+        samples = run_samples(
+            count,
+            lambda i: self._sample_once(replace(first, sample=i)),
+            concurrency=cfg.concurrency,
+            min_pass_rate=cfg.min_pass_rate,
+            stop_early=stop_early,
+        )
+        outcome = SampleResult(samples=tuple(samples), n=count, min_pass_rate=cfg.min_pass_rate)
+        if self._on_sample is not None:
+            self._on_sample(outcome)
+        if not outcome.passed:
+            error = PassRateTooLow(_sampling_report(first, outcome))
+            error.result = outcome
+            raise error
+        return outcome
+
     def score(self, result: LLMResult, scorer: Scorer, *, min_score: float | None = None) -> Score:
         """Score ``result`` without the retry loop; ``passed`` is judged against ``min_score``."""
         threshold = self.config.min_score if min_score is None else min_score
-        return run_scorer(scorer, result, threshold)
+        return self._score(scorer, result, threshold, self.config)
+
+    def embed(self, texts: Sequence[str], *, model: str) -> list[list[float]]:
+        """Embedding vectors of ``texts`` from ``model``, cached for the session by text."""
+        return self._embeddings.embed(self._backend_for(self.config), model, texts)
+
+    def for_judge(self, model: str | None = None) -> Harness:
+        """A harness for the judge model (``model``, else ``judge_model``) on the same servers.
+
+        It is what the ``llm_judge`` fixture gives: the test's settings with temperature 0,
+        no ``max_tokens`` cap, no escalation and no scoring of its own.
+        """
+        judge_model = model or self.config.judge_model
+        if judge_model is None:
+            raise ConfigError(
+                "no judge model is set: use @pytest.mark.llm(judge_model=...), "
+                "--llm-judge-model or the ini setting llm_judge_model (or judge(model=...))"
+            )
+        judge_config = self.config.replace(
+            model=judge_model,
+            escalate_to=(),
+            temperature=0.0,
+            max_tokens=None,
+            json_mode=False,
+            min_score=None,
+            samples=1,
+            min_pass_rate=1.0,
+        )
+        return self._derive(judge_config)
 
     def close(self) -> None:
         if self._own_pool is not None:
@@ -244,7 +341,7 @@ class Harness:
         result = _result(completion, parsed, [*attempts, _attempt(completion)], route)
         if call.scorer is None:
             return result
-        score = run_scorer(call.scorer, result, cfg.min_score)
+        score = self._score(call.scorer, result, cfg.min_score, cfg)
         if not score.passed:
             rejected = _attempt(completion, error=str(score), rejected="score", score=score.value)
             attempts.append(rejected)
@@ -254,6 +351,37 @@ class Harness:
             )
         final = _attempt(completion, score=score.value)
         return _result(completion, parsed, [*attempts, final], route, score=score)
+
+    def _score(
+        self, scorer: Scorer, result: LLMResult, threshold: float | None, config: HarnessConfig
+    ) -> Score:
+        """Run ``scorer`` with a harness for ``config`` active (model-backed scorers use it)."""
+        harness = self if config is self.config else self._derive(config)
+        with activated(harness):
+            score = run_scorer(scorer, result, threshold)
+        if self._on_score is not None:
+            self._on_score(score, result)
+        return score
+
+    def _derive(self, config: HarnessConfig) -> Harness:
+        """A harness for ``config`` sharing this one's servers, cache and report callbacks."""
+        return Harness(
+            config,
+            backend=self._backend_for,
+            on_result=self._on_result,
+            on_score=self._on_score,
+            on_sample=self._on_sample,
+            embeddings=self._embeddings,
+        )
+
+    def _sample_once(self, call: _Call) -> Sample:
+        index = call.sample or 0
+        try:
+            return Sample(index=index, result=self._run(call), passed=True)
+        except QualityFailure as exc:
+            result: LLMResult = exc.result
+            reason = result.attempts[-1].error
+            return Sample(index=index, result=result, passed=False, reason=reason)
 
     def _report(self, result: LLMResult) -> None:
         if self._on_result is not None:
@@ -360,13 +488,14 @@ def _shorten(text: str, limit: int = _SHOWN_OUTPUT) -> str:
     return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
 
 
+def _prompt(call: _Call) -> str:
+    return next((str(m["content"]) for m in reversed(call.messages) if m.get("role") == "user"), "")
+
+
 def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: str) -> str:
-    prompt = next(
-        (str(m["content"]) for m in reversed(call.messages) if m.get("role") == "user"), ""
-    )
     lines = [
         f"the output of {' -> '.join(route)} {kind} in all {len(attempts)} attempt(s)",
-        f"prompt: {_shorten(prompt)}",
+        f"prompt: {_shorten(_prompt(call))}",
     ]
     for i, a in enumerate(attempts, 1):
         lines.append(
@@ -375,4 +504,19 @@ def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: st
         )
         if a.rejected != "transport":
             lines.append(f"    output: {_shorten(a.output)}")
+    return "\n".join(lines)
+
+
+_SHOWN_FAILURES = 5
+
+
+def _sampling_report(call: _Call, outcome: SampleResult) -> str:
+    failures = outcome.failures
+    lines = [str(outcome), f"prompt: {_shorten(_prompt(call))}", "failed samples:"]
+    for s in failures[:_SHOWN_FAILURES]:
+        reason = (s.reason or "").replace("\n", "\n    ")
+        lines.append(f"  sample {s.index} [{s.result.model}]: {reason}")
+        lines.append(f"    output: {_shorten(s.result.content)}")
+    if len(failures) > _SHOWN_FAILURES:
+        lines.append(f"  ... and {len(failures) - _SHOWN_FAILURES} more")
     return "\n".join(lines)

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
-if TYPE_CHECKING:
-    from .result import LLMResult
+from .result import LLMResult
 
-__all__ = ["Score", "Scorer", "ScorerLike", "run_scorer", "scorer_name"]
+if TYPE_CHECKING:
+    from .harness import Harness
+
+__all__ = [
+    "Score",
+    "Scorer",
+    "ScorerLike",
+    "activated",
+    "active_harness",
+    "as_result",
+    "run_scorer",
+    "scorer_name",
+    "text_of",
+]
+
+_SHOWN_REASON = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +57,20 @@ class Score:
             threshold=threshold,
             details=self.details,
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly record (the report's ``llm_scores`` entries); long reasons shortened."""
+        reason = self.reason
+        if len(reason) > _SHOWN_REASON:
+            reason = reason[: _SHOWN_REASON - 3] + "..."
+        return {
+            "scorer": self.name,
+            "value": round(self.value, 6),
+            "threshold": self.threshold,
+            "passed": self.passed,
+            "reason": reason,
+            "details": self.details,
+        }
 
     def __float__(self) -> float:
         return self.value
@@ -75,3 +106,36 @@ def run_scorer(scorer: Scorer, result: LLMResult, threshold: float | None = None
             "return a pytest_llm.Score or a float in [0, 1]"
         )
     return Score(value=float(raw), name=scorer_name(scorer), threshold=threshold)
+
+
+def text_of(output: LLMResult | str) -> str:
+    """The text a scorer looks at: an ``LLMResult``'s content, or the string itself."""
+    return output if isinstance(output, str) else output.content
+
+
+def as_result(output: LLMResult | str) -> LLMResult:
+    """``output`` as an ``LLMResult`` (plain text gets an empty ``model``), for any scorer."""
+    return output if isinstance(output, LLMResult) else LLMResult(content=str(output), model="")
+
+
+# --- the harness in use --------------------------------------------------------------------
+# Scorers that need a model (embedding similarity, the judge) and the assertions that run
+# them find their server through the harness in use: the one scoring right now, or the
+# test's ``llm`` fixture, which activates itself for the test.
+
+_ACTIVE: ContextVar[Harness | None] = ContextVar("pytest_llm_active_harness", default=None)
+
+
+def active_harness() -> Harness | None:
+    """The harness scoring right now, else the current test's ``llm``; ``None`` outside both."""
+    return _ACTIVE.get()
+
+
+@contextmanager
+def activated(harness: Harness) -> Iterator[Harness]:
+    """Make ``harness`` the one :func:`active_harness` returns, for the ``with`` block."""
+    token = _ACTIVE.set(harness)
+    try:
+        yield harness
+    finally:
+        _ACTIVE.reset(token)

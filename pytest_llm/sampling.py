@@ -1,0 +1,221 @@
+"""Sampling: one prompt, n independent calls, a pass rate with its 95% Wilson interval.
+
+:meth:`pytest_llm.Harness.sample` runs the calls (each with its own seed and cassette
+key) through :func:`run_samples`, which stops as soon as the verdict "at least
+``min_pass_rate`` of n pass" can no longer change, and wraps them in a
+:class:`SampleResult`. :class:`SamplingSection` prints the rates at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .result import LLMResult
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = [
+    "Sample",
+    "SampleResult",
+    "SamplingSection",
+    "describe",
+    "required_passes",
+    "run_samples",
+    "verdict",
+    "wilson_interval",
+]
+
+#: The two-sided 95% normal quantile.
+Z_95 = 1.959963984540054
+#: The ``user_properties`` name under which a test's sampling summaries travel.
+PROPERTY = "llm_samples"
+
+
+def wilson_interval(passes: int, runs: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a pass rate (95% by default); ``(0, 1)`` with no runs.
+
+    Unlike ``p ± z·sqrt(p(1-p)/n)`` it stays inside [0, 1] and does not collapse to a
+    point at 0/n or n/n, which matters for the handful of samples a test can afford.
+    """
+    if not 0 <= passes <= runs:
+        raise ValueError(f"passes must lie in [0, runs], got {passes}/{runs}")
+    if runs == 0:
+        return 0.0, 1.0
+    p = passes / runs
+    z2 = z * z
+    denominator = 1 + z2 / runs
+    centre = (p + z2 / (2 * runs)) / denominator
+    half = z * math.sqrt(p * (1 - p) / runs + z2 / (4 * runs * runs)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def required_passes(n: int, min_pass_rate: float) -> int:
+    """How many of ``n`` samples must pass for a pass rate of at least ``min_pass_rate``."""
+    return math.ceil(n * min_pass_rate - 1e-9)  # 0.6 * 5 is 3.0000000000000004
+
+
+def verdict(passes: int, failures: int, n: int, min_pass_rate: float) -> bool | None:
+    """The verdict over ``n`` if ``passes`` and ``failures`` already settle it, else None."""
+    need = required_passes(n, min_pass_rate)
+    if passes >= need:
+        return True
+    if failures > n - need:
+        return False
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sample:
+    """One sampled call: its result, whether it passed, and why not."""
+
+    index: int
+    result: LLMResult
+    passed: bool
+    reason: str | None = None
+
+
+def run_samples(
+    n: int,
+    run_one: Callable[[int], Sample],
+    *,
+    concurrency: int,
+    min_pass_rate: float,
+    stop_early: bool = True,
+) -> list[Sample]:
+    """Run ``run_one(0) … run_one(n-1)``, at most ``concurrency`` at once, in index order.
+
+    With ``stop_early``, no new sample starts once the verdict is certain (those
+    already running finish and count). The first exception raised by ``run_one``
+    propagates after the running samples end. Returns the samples sorted by index.
+    """
+    done: list[Sample] = []
+    started = 0
+    decided = False
+    workers = min(concurrency, n)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
+        running: set[Future[Sample]] = set()
+        while True:
+            while started < n and len(running) < concurrency and not decided:
+                running.add(pool.submit(run_one, started))
+                started += 1
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            done += [future.result() for future in finished]
+            passes = sum(s.passed for s in done)
+            if stop_early and verdict(passes, len(done) - passes, n, min_pass_rate) is not None:
+                decided = True
+    return sorted(done, key=lambda s: s.index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleResult:
+    """What :meth:`pytest_llm.Harness.sample` found: every sample run and the verdict.
+
+    ``rate`` and ``interval`` are over the samples that ran (``runs``), which is fewer
+    than ``n`` when sampling stopped early; ``passed`` is the verdict over ``n``,
+    which early stopping never changes.
+    """
+
+    samples: tuple[Sample, ...]
+    n: int
+    min_pass_rate: float
+
+    @property
+    def results(self) -> tuple[LLMResult, ...]:
+        return tuple(s.result for s in self.samples)
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples)
+
+    @property
+    def passes(self) -> int:
+        return sum(s.passed for s in self.samples)
+
+    @property
+    def failures(self) -> tuple[Sample, ...]:
+        return tuple(s for s in self.samples if not s.passed)
+
+    @property
+    def rate(self) -> float:
+        return self.passes / self.runs if self.runs else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the pass rate."""
+        return wilson_interval(self.passes, self.runs)
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.runs < self.n
+
+    @property
+    def passed(self) -> bool:
+        return self.passes >= required_passes(self.n, self.min_pass_rate)
+
+    @property
+    def scores(self) -> list[float | None]:
+        return [s.result.score for s in self.samples]
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-friendly record carried in the test report (``llm_samples``)."""
+        low, high = self.interval
+        return {
+            "model": self.samples[0].result.model if self.samples else None,
+            "n": self.n,
+            "runs": self.runs,
+            "passes": self.passes,
+            "rate": round(self.rate, 6),
+            "interval": [round(low, 6), round(high, 6)],
+            "min_pass_rate": self.min_pass_rate,
+            "passed": self.passed,
+            "stopped_early": self.stopped_early,
+            "scores": self.scores,
+        }
+
+    def __str__(self) -> str:
+        return describe(self.summary())
+
+
+def describe(summary: Mapping[str, Any]) -> str:
+    """``3/5 samples passed: pass rate 60% (95% CI 23%-88%), min_pass_rate 80%``."""
+    runs, n = summary["runs"], summary["n"]
+    low, high = summary["interval"]
+    early = f" (stopped early: {runs} of n={n} ran, the verdict was certain)" if runs < n else ""
+    return (
+        f"{summary['passes']}/{runs} samples passed{early}: pass rate {summary['rate']:.0%} "
+        f"(95% CI {low:.0%}-{high:.0%}), min_pass_rate {summary['min_pass_rate']:.0%}"
+    )
+
+
+class SamplingSection:
+    """The ``llm sampling`` terminal section: one line per ``llm.sample`` call of the run.
+
+    Registered as a plugin on the controller; it reads the ``llm_samples`` entries that
+    travel in teardown reports' ``user_properties``, so it works the same under xdist.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":  # the fixture adds its properties before this report
+            return
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                self.rows += [(report.nodeid, summary) for summary in json.loads(str(value))]
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.rows:
+            return
+        terminalreporter.write_sep("=", "llm sampling")
+        for nodeid, summary in self.rows:
+            verdict_word = "passed" if summary["passed"] else "FAILED"
+            terminalreporter.write_line(f"{nodeid}: {verdict_word}: {describe(summary)}")
