@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import threading
@@ -63,6 +64,8 @@ class CassetteSettings:
     directory: Path | None = None
     """``None``: ``cassettes/<module>/`` next to each test module."""
     rootpath: Path = Path()
+    invocation_dir: Path = Path()
+    """Where pytest was started: paths in messages and commands are relative to it."""
     command_options: tuple[str, ...] = ()
     """Options repeated in the record command a miss suggests (a ``--llm-cassette-dir``)."""
 
@@ -89,6 +92,7 @@ class CassetteSettings:
             mode=mode.strip(),
             directory=directory,
             rootpath=config.rootpath,
+            invocation_dir=config.invocation_params.dir,
             command_options=command,
         )
 
@@ -103,8 +107,15 @@ class CassetteSettings:
             except ValueError:
                 relative = Path(module.name)
             folder = self.directory / relative.with_suffix("")
-        test = "::".join([item.nodeid.split("::")[0], *names])
+        test = "::".join([self.shown(module), *names])
         return Cassette(folder / _file_name(".".join(names)), self, test=test)
+
+    def shown(self, path: Path) -> str:
+        """``path`` as the user typing commands where pytest was started would write it."""
+        try:
+            return os.path.relpath(path, self.invocation_dir)
+        except ValueError:  # another drive (Windows)
+            return str(path)
 
 
 def _file_name(name: str) -> str:
@@ -214,10 +225,7 @@ class Cassette:
 
     @property
     def _shown_path(self) -> str:
-        try:
-            return str(self.path.relative_to(self._settings.rootpath))
-        except ValueError:
-            return str(self.path)
+        return self._settings.shown(self.path)
 
     def _load(self) -> None:
         """Read the file once (never in ``all``, which overwrites it); called under the lock."""

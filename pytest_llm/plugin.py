@@ -7,7 +7,7 @@ and ``jsonschema`` load only when a test first calls a model.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -54,7 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help_text = _OPTION_HELP[name]
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
         parser.addini(f"llm_{suffix}", help_text, default=None)
-    _add_cassette_options(parser, group)
+    _add_cassette_and_snapshot_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -141,6 +141,23 @@ def _llm_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette | None]:
 
 
 @pytest.fixture
+def llm_snapshot(
+    snapshot: Any,
+    request: pytest.FixtureRequest,
+    llm_config: HarnessConfig,
+    _llm_cassette: Cassette | None,
+) -> Any:
+    """syrupy's ``snapshot`` with pytest-llm's extension: ``assert result == llm_snapshot``."""
+    from .snapshot import LLMSnapshotAssertion, settings_from_ini
+
+    def embed(model: str, texts: Sequence[str]) -> list[list[float]]:
+        return _backend(request.config, llm_config, _llm_cassette).embed(model, texts)
+
+    comparison = settings_from_ini(request.config)
+    return LLMSnapshotAssertion.of(snapshot, comparison=comparison, embed=embed)
+
+
+@pytest.fixture
 def fake_ollama() -> Iterator[Any]:
     """A running :class:`pytest_llm.testing.FakeOllama`; script it with ``.script(...)``."""
     from .testing import FakeOllama
@@ -172,7 +189,7 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 # --- plain helpers ----------------------------------------------------------------------------
 
 
-def _add_cassette_options(parser: pytest.Parser, group: Any) -> None:
+def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> None:
     modes = ", ".join(MODES)
     help_mode = f"replay/record model answers in cassettes: {modes} (default: off)"
     group.addoption("--llm-record-mode", dest="llm_record_mode", help=help_mode)
@@ -180,6 +197,13 @@ def _add_cassette_options(parser: pytest.Parser, group: Any) -> None:
     help_dir = "directory of cassettes (default: cassettes/ next to each test module)"
     group.addoption("--llm-cassette-dir", dest="llm_cassette_dir", help=help_dir)
     parser.addini("llm_cassette_dir", help_dir + "; relative to the ini file", type="paths")
+    parser.addini(
+        "llm_snapshot_mode", "llm_snapshot comparison: exact, lexical, embedding or structure"
+    )
+    parser.addini("llm_snapshot_threshold", "llm_snapshot similarity threshold (default 0.9)")
+    parser.addini(
+        "llm_snapshot_embedding_model", "model of llm_snapshot embeddings (nomic-embed-text)"
+    )
 
 
 def _backend(config: pytest.Config, c: HarnessConfig, cassette: Cassette | None) -> Backend:

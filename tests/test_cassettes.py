@@ -295,6 +295,27 @@ def test_samples_are_recorded_and_replayed_apart(pytester: pytest.Pytester) -> N
     assert sorted(i["request"]["sample"] for i in document["interactions"]) == [0, 1, 2, 3, 4]
 
 
+def test_embeddings_are_recorded_by_each_test_so_each_replays_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_embed="""
+        def test_a(llm):
+            print("VECTOR", llm.embed(["same text"], model="nomic-embed-text")[0][:3])
+
+        def test_b(llm):  # the session's embedding cache must not hide this call
+            print("VECTOR", llm.embed(["same text"], model="nomic-embed-text")[0][:3])
+        """
+    )
+    with FakeOllama(models=["nomic-embed-text"]) as fake:
+        live = run(pytester, fake.url, "--llm-record-mode=once")
+    live.assert_outcomes(passed=2)
+    alone = run(pytester, free_url(), "--llm-record-mode=none", "-k", "test_b")
+    alone.assert_outcomes(passed=1)
+    vectors = [x.split("VECTOR ")[1] for x in live.outlines + alone.outlines if "VECTOR " in x]
+    assert len(vectors) == 3 and len(set(vectors)) == 1
+
+
 def test_cassette_dir_from_option_and_from_ini(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_answers="""

@@ -1,0 +1,343 @@
+"""llm_snapshot: whole pytest sessions (pytester) storing and comparing answers with syrupy."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from pytest_llm.snapshot import Answer, Comparison, compare, structure_differences
+from pytest_llm.testing import FakeOllama
+
+SNAPSHOTS = Path("__snapshots__")
+
+
+@pytest.fixture(autouse=True)
+def not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``pytest -n 2`` this module runs in a worker, and syrupy takes the sessions
+    pytester starts for workers too (it reads ``PYTEST_XDIST_WORKER``): no summary."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def snapshot_file(pytester: pytest.Pytester, test: str, module: str) -> Path:
+    return pytester.path / SNAPSHOTS / module / f"{test}.llm.txt"
+
+
+def free_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_answer_is_stored_as_readable_text_with_its_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_capital="""
+        def test_capital(llm, llm_snapshot):
+            assert llm.chat("Capital of France?") == llm_snapshot
+        """
+    )
+    with FakeOllama("The capital of France is Paris.\nIt lies on the Seine.") as fake:
+        created = run(pytester, f"--llm-host={fake.url}", "--snapshot-update")
+        created.assert_outcomes(passed=1)
+        created.stdout.fnmatch_lines(["*1 snapshot generated*"])
+        path = snapshot_file(pytester, "test_capital", "test_capital")
+        assert path.read_text() == (
+            "model: llama3.2\nkind: text\n---\nThe capital of France is Paris.\n"
+            "It lies on the Seine.\n"
+        )
+        again = run(pytester, f"--llm-host={fake.url}")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*1 snapshot passed*"])
+
+
+def test_a_structured_answer_is_stored_as_json(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_city="""
+        from pydantic import BaseModel
+
+        class City(BaseModel):
+            name: str
+            population: int
+
+        def test_city(llm, llm_snapshot):
+            assert llm.chat("Lyon as JSON", schema=City) == llm_snapshot
+        """
+    )
+    with FakeOllama('{"population": 513275, "name": "Lyon"}') as fake:
+        run(pytester, f"--llm-host={fake.url}", "--snapshot-update").assert_outcomes(passed=1)
+    assert snapshot_file(pytester, "test_city", "test_city").read_text() == (
+        'model: llama3.2\nkind: json\n---\n{\n  "name": "Lyon",\n  "population": 513275\n}\n'
+    )
+
+
+LEXICAL = """
+import pytest
+
+@pytest.mark.parametrize("answer", [
+    "The capital of France is Paris, a city on the Seine.",
+    "The capital of France is Paris, a city by the Seine!",
+    "I cannot answer that question.",
+], ids=["same", "near", "other"])
+def test_lexical(llm_snapshot, answer, request):
+    if request.config.getoption("--snapshot-update"):
+        answer = "The capital of France is Paris, a city on the Seine."
+    assert answer == llm_snapshot(name="capital", mode="lexical", threshold=0.9)
+"""
+
+
+def test_lexical_threshold_passes_a_near_answer_and_fails_another_with_a_diff(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_lexical=LEXICAL)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_lexical?other? _*",
+            "E*assert ?+ received? == ?- snapshot?",
+            "E*lexical similarity 0.* < threshold 0.9",
+            "E*- The capital of France is Paris, a city on the Seine.",
+            "E*+ I cannot answer that question.",
+        ]
+    )
+    assert "test_lexical[near]" not in result.stdout.str().split("short test summary")[1]
+
+
+def test_ini_sets_the_default_mode_and_threshold(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_ini="""
+        def test_near(llm_snapshot, request):
+            stored = "The capital of France is Paris, a city on the Seine."
+            near = "The capital of France is Paris, a city by the Seine!"
+            update = request.config.getoption("--snapshot-update")
+            assert (stored if update else near) == llm_snapshot
+        """
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nllm_snapshot_mode = lexical\nllm_snapshot_threshold = 0.8\n")
+    run(pytester).assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nllm_snapshot_mode = lexical\nllm_snapshot_threshold = 0.99\n")
+    strict = run(pytester)
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["E*lexical similarity 0.9* < threshold 0.99"])
+    pytester.makeini("[pytest]\nllm_snapshot_mode = fuzzy\n")
+    bad = run(pytester)
+    bad.assert_outcomes(errors=1)
+    bad.stdout.fnmatch_lines(
+        ["*ConfigError: ini llm_snapshot mode 'fuzzy' is invalid: expected one of exact, *"]
+    )
+
+
+STRUCTURE = """
+import json, pytest
+
+STORED = {"name": "Lyon", "population": 513275, "districts": [{"n": 1, "mayor": "A"}]}
+NOW = {
+    "values": {"name": "Paris", "population": 2102650, "districts": [{"n": 4, "mayor": "B"}] * 3},
+    "missing": {"name": "Paris", "districts": []},
+}
+
+@pytest.mark.parametrize("case", ["values", "missing"])
+def test_structure(llm_snapshot, case, request):
+    update = request.config.getoption("--snapshot-update")
+    assert (STORED if update else NOW[case]) == llm_snapshot(name="city", mode="structure")
+"""
+
+
+def test_structure_mode_ignores_values_but_catches_a_missing_key(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_structure=STRUCTURE)
+    run(pytester, "--snapshot-update").assert_outcomes(passed=2)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*_ test_structure?missing? _*", "E*the structure differs: missing key population"]
+    )
+
+
+def test_exact_mode_shows_the_diff_and_snapshot_update_rewrites(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_exact="def test_exact(llm_snapshot):\n    assert 'old' == llm_snapshot"
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    pytester.makepyfile(
+        test_exact="def test_exact(llm_snapshot):\n    assert 'new' == llm_snapshot"
+    )
+    failed = run(pytester)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ["E*the answer differs (mode 'exact')", "E*- old", "E*+ new", "*1 snapshot failed*"]
+    )
+    run(pytester, "--snapshot-update").stdout.fnmatch_lines(["*1 snapshot updated*"])
+    assert snapshot_file(pytester, "test_exact", "test_exact").read_text().endswith("---\nnew\n")
+
+
+def test_embedding_mode_uses_the_backend_and_replays_from_the_cassette(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_embed="""
+        import pytest
+
+        @pytest.mark.parametrize("answer", [
+            "The cat sat on the warm mat.",
+            "the cat sat on the warm mat!",
+            "Quarterly revenue grew by four percent.",
+        ], ids=["same", "near", "other"])
+        def test_embed(llm_snapshot, answer, request):
+            if request.config.getoption("--snapshot-update"):
+                answer = "The cat sat on the warm mat."
+            assert answer == llm_snapshot(name="cat", mode="embedding", threshold=0.9)
+        """
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=3)
+    with FakeOllama(models=["nomic-embed-text"]) as fake:
+        live = run(pytester, f"--llm-host={fake.url}", "--llm-record-mode=once")
+        embeds = [r for r in fake.requests if r.path == "/api/embed"]
+    live.assert_outcomes(passed=2, failed=1)
+    assert len(embeds) == 2  # an identical answer needs no embedding
+    live.stdout.fnmatch_lines(
+        ["E*embedding similarity *< threshold 0.9 (embeddings of nomic-embed-text)"]
+    )
+    replayed = run(pytester, f"--llm-host={free_url()}", "--llm-record-mode=none")
+    replayed.assert_outcomes(passed=2, failed=1)
+    assert [x for x in replayed.outlines if "embedding similarity" in x] == [
+        x for x in live.outlines if "embedding similarity" in x
+    ]
+
+
+def test_a_server_fault_while_embedding_is_a_test_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_down="""
+        def test_down(llm_snapshot, request):
+            text = "stored" if request.config.getoption("--snapshot-update") else "changed"
+            assert text == llm_snapshot(mode="embedding")
+        """
+    )
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    result = run(pytester, f"--llm-host={free_url()}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*BackendUnreachable: Ollama is not reachable at *"])
+
+
+def test_bad_arguments_are_errors_that_say_what_to_write(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        def test_mode(llm_snapshot):
+            assert "x" == llm_snapshot(mode="fuzzy")
+
+        def test_threshold_without_a_similarity_mode(llm_snapshot):
+            assert "x" == llm_snapshot(threshold=0.5)
+
+        def test_property_filters(llm_snapshot):
+            assert "x" == llm_snapshot(exclude=lambda prop, path: True)
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*ConfigError: llm_snapshot mode 'fuzzy' is invalid: expected one of exact, "
+            "lexical, embedding, structure*",
+            "*ConfigError: threshold= applies to mode='lexical' or mode='embedding', not "
+            "mode='exact'; write llm_snapshot(mode='lexical', threshold=0.5)*",
+            "*ConfigError: llm_snapshot does not take exclude=*",
+        ]
+    )
+
+
+PARALLEL = """
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_parallel(llm_snapshot, i, request):
+    version = "v2" if request.config.getoption("--snapshot-update") and {update} else "v1"
+    assert f"answer {{i}} {{version}}" == llm_snapshot
+"""
+
+
+def test_snapshot_update_under_xdist_writes_every_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_parallel=PARALLEL.format(update=False))
+    created = pytester.runpytest_subprocess("-n", "2", "--snapshot-update")
+    created.assert_outcomes(passed=6)
+    folder = pytester.path / SNAPSHOTS / "test_parallel"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"test_parallel[{i}].llm.txt" for i in range(6)
+    ]
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=6)
+
+    pytester.makepyfile(test_parallel=PARALLEL.format(update=True))
+    pytester.runpytest_subprocess("-n", "2", "--snapshot-update").assert_outcomes(passed=6)
+    for i in range(6):
+        assert (folder / f"test_parallel[{i}].llm.txt").read_text().endswith(f"answer {i} v2\n")
+
+
+@pytest.mark.parametrize("dist", [["-n", "2"], ["-p", "no:xdist"]])
+def test_unused_snapshots_are_reported_as_syrupy_does(
+    pytester: pytest.Pytester, dist: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_unused="""
+        def test_kept(llm_snapshot):
+            assert "kept" == llm_snapshot
+
+        def test_removed(llm_snapshot):
+            assert "removed" == llm_snapshot
+        """
+    )
+    pytester.runpytest_subprocess(*dist, "--snapshot-update").assert_outcomes(passed=2)
+    pytester.makepyfile(
+        test_unused="def test_kept(llm_snapshot):\n    assert 'kept' == llm_snapshot"
+    )
+    result = pytester.runpytest_subprocess(*dist)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*1 snapshot passed. 1 snapshot unused.*"])
+    cleaned = pytester.runpytest_subprocess(*dist, "--snapshot-update")
+    cleaned.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
+    assert not snapshot_file(pytester, "test_removed", "test_unused").exists()
+
+
+# --- the pieces, without pytest sessions ------------------------------------------------------
+
+
+def test_answer_files_round_trip_exactly() -> None:
+    for answer in (
+        Answer("text", "two\r\nlines\n", "m"),
+        Answer("text", ""),
+        Answer("json", '{\n  "a": 1\n}', "llama3.2"),
+    ):
+        assert Answer.loads(answer.dumps()) == answer
+    assert Answer.loads("hand-written, no header\n") == Answer("text", "hand-written, no header")
+
+
+def test_kinds_must_agree_and_identical_bodies_need_no_embedding() -> None:
+    text, data = Answer.of('{"a": 1}'), Answer.of({"a": 1})
+    verdict = compare(text, data, Comparison(mode="lexical"))
+    assert not verdict.matched
+    assert verdict.reason == "the snapshot holds a text answer, this one is json"
+
+    def no_embeddings(model: str, texts: object) -> list[list[float]]:
+        raise AssertionError("not needed")
+
+    assert compare(data, data, Comparison(mode="embedding"), no_embeddings).matched
+
+
+def test_structure_differences_name_each_path() -> None:
+    stored = {"a": 1, "b": [{"c": "x"}], "d": None}
+    assert structure_differences(stored, {"a": 2.5, "b": [{"c": "y"}, {"c": "z"}], "d": None}) == []
+    assert structure_differences(stored, {"a": "1", "b": [{"c": "x", "e": 1}], "x": None}) == [
+        "missing key d",
+        "unexpected key x",
+        "a is string, the snapshot has number",
+        "unexpected key b[0].e",
+    ]
+    assert structure_differences([], [1]) == structure_differences([1], []) == []
