@@ -10,7 +10,8 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -115,6 +116,8 @@ def _validate(c: HarnessConfig) -> None:
     _integer("max_retries", c.max_retries, low=0)
     _number("retry_delay_seconds", c.retry_delay_seconds, low=0.0)
     _text("host", c.host)
+    if "," in c.host:
+        raise _fail("host", c.host, "one URL (a comma-separated pool is for --llm-host/llm_host)")
     if c.backend not in BACKENDS:
         raise _fail("backend", c.backend, f"one of {', '.join(BACKENDS)}")
     if c.seed is not None:
@@ -175,6 +178,30 @@ def normalize_host(host: str) -> str:
     return f"{scheme}://{hostport}{slash}{path}"
 
 
+def split_hosts(text: str, source: str = "host") -> tuple[str, ...]:
+    """``"a:11434, b:11434"`` → the normalized URLs of a host pool (one entry is a pool of one)."""
+    hosts = tuple(normalize_host(h) for h in text.split(",") if h.strip())
+    if not hosts or len(hosts) != len(text.split(",")):
+        raise ConfigError(
+            f"{source}={text!r} has an empty entry: give one URL or several separated by "
+            "commas, e.g. http://gpu1:11434,http://gpu2:11434"
+        )
+    return hosts
+
+
+def pick_host(hosts: Sequence[str], worker_id: str | None) -> str:
+    """The host of a pool that serves this process: stable for a given xdist worker id.
+
+    Worker ``gwN`` gets ``hosts[N % len(hosts)]``, so ``-n 4`` over two hosts puts two
+    workers on each; a run without xdist (``worker_id`` None) uses the first host.
+    """
+    if worker_id is None or len(hosts) == 1:
+        return hosts[0]
+    number = worker_id[2:] if worker_id.startswith("gw") else ""
+    index = int(number) if number.isdigit() else zlib.crc32(worker_id.encode())
+    return hosts[index % len(hosts)]
+
+
 def coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a textual option/ini value for field ``name``; errors name the source."""
     if raw is None or not isinstance(raw, str):
@@ -185,7 +212,7 @@ def coerce(name: str, raw: Any, source: str) -> Any:
     except ValueError:
         raise ConfigError(f"{source}={raw!r} is invalid for llm setting {name}") from None
     if name == "host":
-        value = normalize_host(value)
+        value = ",".join(split_hosts(value, source))
     return value
 
 

@@ -60,6 +60,8 @@ class BackendError(LLMError):
 
     #: Whether the harness may try the same call again after ``retry_delay_seconds``.
     retryable: bool = False
+    #: The server that failed, when known (the harness sets it), for the run's summary.
+    host: str | None = None
 
 
 class BackendUnreachable(BackendError):

@@ -274,6 +274,7 @@ class Harness:
                 try:
                     completion = backend.chat(self._request(call, model, conversation))
                 except BackendError as exc:
+                    exc.host = exc.host or backend.host
                     if not exc.retryable:
                         raise
                     transport_failures += 1

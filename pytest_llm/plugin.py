@@ -15,21 +15,28 @@ import pytest
 from .backends import Backend, BackendPool
 from .cassettes import MODES, Cassette, CassetteSettings
 from .config import (
+    DEFAULT_HOST,
     OPTION_FIELDS,
     HarnessConfig,
     coerce,
     config_field_names,
     from_environment,
+    pick_host,
     resolve,
+    split_hosts,
 )
 from .errors import BackendError, CassetteError, ConfigError
 from .harness import Harness
+from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
+from .xdist import XdistHooks, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
 POOL_KEY = pytest.StashKey[BackendPool]()
 ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
+HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
+RECORDER_KEY = pytest.StashKey[Recorder]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError)
@@ -47,6 +54,19 @@ _OPTION_HELP = {
     "(default: OPENAI_API_KEY for openai, OLLAMA_API_KEY for ollama)",
 }
 
+#: Run reports and the baseline gate (pytest_llm.report): option dest = ini name.
+_REPORT_OPTIONS = (
+    ("llm_report", "PATH", "write the JSON run report (one record per test) to PATH"),
+    ("llm_html", "PATH", "write a self-contained HTML report with plots to PATH"),
+    ("llm_baseline", "PATH", "compare with an earlier --llm-report; regressions fail the run"),
+    ("llm_max_score_drop", "DROP", "baseline gate: allowed drop of a test's score (default: 0.1)"),
+    (
+        "llm_max_latency_factor",
+        "FACTOR",
+        "baseline gate: allowed growth of a model's p50 latency, as a ratio (default: 2)",
+    ),
+)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llm", "testing language model output (pytest-llm)")
@@ -55,6 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
         parser.addini(f"llm_{suffix}", help_text, default=None)
     _add_cassette_and_snapshot_options(parser, group)
+    for name, metavar, help_text in _REPORT_OPTIONS:
+        group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
+        parser.addini(name, help_text, default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,12 +86,23 @@ def pytest_configure(config: pytest.Config) -> None:
         f"llm(**settings): settings for the llm fixture; fields: {', '.join(config_field_names())}",
     )
     try:
-        config.stash[SETTINGS_KEY] = _base_settings(config)
+        settings = _base_settings(config)
+        hosts = split_hosts(settings.get("host", DEFAULT_HOST))
+        config.stash[HOSTS_KEY] = hosts
+        settings["host"] = pick_host(hosts, worker_id(config))
+        config.stash[SETTINGS_KEY] = settings
         resolve(base=config.stash[SETTINGS_KEY])
         config.stash[CASSETTES_KEY] = CassetteSettings.from_config(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL_KEY] = BackendPool()
+    try:
+        config.stash[RECORDER_KEY] = _recorder(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.pluginmanager.register(config.stash[RECORDER_KEY], "llm-report")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(config.stash[RECORDER_KEY]), "llm-xdist")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -81,7 +115,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     c = resolve(base=config.stash[SETTINGS_KEY])
     mode = config.stash[CASSETTES_KEY].mode
     cassettes = "" if mode == "off" else f" record_mode={mode}"
-    return f"llm: model={c.model} backend={c.backend} host={c.host} seed={c.seed}{cassettes}"
+    hosts: tuple[str, ...] = config.stash[HOSTS_KEY]  # a pool is spread over xdist workers
+    return (
+        f"llm: model={c.model} backend={c.backend} host={','.join(hosts)} seed={c.seed}{cassettes}"
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -171,9 +208,13 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    item_config = item.stash.get(ITEM_CONFIG_KEY, None)
+    if item_config is not None:  # the run report says which host served the test
+        report.llm_host = item_config.host  # type: ignore[attr-defined]
     excinfo = call.excinfo
     if excinfo is not None and report.failed and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
         report.llm_infrastructure = True  # type: ignore[attr-defined]
+        report.llm_error = error_info(excinfo.value)  # type: ignore[attr-defined]
         if not item.config.getoption("fulltrace"):
             report.longrepr = _one_line(item, excinfo)
     return report
@@ -225,6 +266,20 @@ def _base_settings(config: pytest.Config) -> dict[str, Any]:
         if option is not None:
             settings[name] = coerce(name, option, f"--llm-{suffix.replace('_', '-')}")
     return settings
+
+
+def _recorder(config: pytest.Config) -> Recorder:
+    """The run report's collector, for this process (a worker, the controller, or both)."""
+    dist = config.getoption("dist", None) if config.pluginmanager.hasplugin("xdist") else None
+    hosts: tuple[str, ...] = config.stash[HOSTS_KEY]
+    return Recorder(
+        options=ReportOptions.from_config(config),
+        settings=resolve(base=config.stash[SETTINGS_KEY]),
+        hosts=hosts,
+        pool=config.stash[POOL_KEY],
+        worker_id=worker_id(config),
+        dist=None if dist in (None, "no") else str(dist),
+    )
 
 
 def _item_config(item: pytest.Item) -> HarnessConfig:

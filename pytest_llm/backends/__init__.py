@@ -98,6 +98,11 @@ class BackendPool:
                     self._backends[key] = backend
         return backend
 
+    def backends(self) -> list[Backend]:
+        """The backends created so far (the servers this process talked to)."""
+        with self._lock:
+            return list(self._backends.values())
+
     def close(self) -> None:
         with self._lock:
             backends, self._backends = list(self._backends.values()), {}

@@ -1,0 +1,823 @@
+"""The run report: per-test records, per-model figures, the terminal summary and the files.
+
+:class:`Recorder` is a plugin object present in every pytest process. It turns the
+test reports (``pytest_runtest_logreport``) into one record per test, merging the
+call outcome with the ``("llm", json)`` user property of the teardown report. Under
+pytest-xdist the records are built on the controller from the reports the workers
+send, and each worker adds its own totals (host, counts, model digests) through
+``workeroutput`` (see :mod:`pytest_llm.xdist`). On the controller, or in a run
+without xdist, it then:
+
+* prints the ``llm summary`` section (``pytest_terminal_summary``, once);
+* writes the JSON report (``--llm-report``) and the HTML report (``--llm-html``,
+  :mod:`pytest_llm.report_html`), each atomically (``_files.write_text_atomic``);
+* compares with a baseline (``--llm-baseline``, :mod:`pytest_llm.baseline`) and
+  fails the session when the gate fails;
+* appends a Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set.
+
+JSON report schema (``"schema": "pytest-llm-report/1"``)
+--------------------------------------------------------
+
+Times are milliseconds (``*_ms``) or seconds (``*_s``); a figure that could not be
+measured is ``null``. Hosts never carry credentials (``user:password@`` is removed)::
+
+    {
+      "schema": "pytest-llm-report/1",
+      "created": "2026-01-31T12:00:00Z",     # UTC, when the session ended
+      "run": {
+        "wall_s": 9.81,                      # session wall time, xdist start-up included
+        "model": "llama3.2",                 # base settings, before markers
+        "backend": "ollama",
+        "seed": 42,
+        "hosts": ["http://gpu1:11434", "http://gpu2:11434"],  # the host pool
+        "hosts_down": {                      # hosts that refused connections
+          "http://gpu2:11434": {"tests": 16, "workers": ["gw1", "gw3"], "message": "..."}
+        },
+        "workers": [                         # one per xdist worker; [] without xdist
+          {"id": "gw0", "host": "http://gpu1:11434", "tests": 8, "llm_tests": 8,
+           "calls": 8, "model_ms": 2011.4}
+        ],
+        "digests": {"llama3.2": {"http://gpu1:11434": "a80c4f17..."}},  # when the server tells
+        "dist": "load",                      # xdist --dist mode, null without xdist
+        "versions": {"python": "3.11.9", "pytest": "9.0.0", "pytest-llm": "0.1.0",
+                     "pytest-xdist": "3.8.0", "ollama": "0.6.3", "httpx": "0.28.1"}
+      },
+      "totals": {
+        "tests": 33, "llm_tests": 32,        # every test; those that called a model
+        "passed": 31, "failed": 1, "errors": 1, "skipped": 0, "xfailed": 0, "xpassed": 0,
+        "calls": 32, "tokens_in": 320, "tokens_out": 640,
+        "retries": 1, "escalations": 0, "cached": 0,
+        "model_ms": 8021.3,                  # sum of model time over every call and attempt
+        "parallelism": 3.27                  # model time / wall time
+      },
+      "models": {                            # keyed by the model that answered
+        "llama3.2": {
+          "tests": 32, "passed": 31, "pass_rate": 0.969,  # tests whose route used the model
+          "calls": 32, "mean_score": 0.91,  # mean of the scores of its answers
+          "p50_ms": 251.2, "p95_ms": 262.0, "p50_ttft_ms": 250.3,
+          "tokens_in": 320, "tokens_out": 640,
+          "retries": 1, "escalations": 0,    # escalations: calls that moved on to another model
+          "cached": 0                        # calls replayed from a cassette
+        }
+      },
+      "tests": [                             # every test exactly once, in the order they ended
+        {
+          "nodeid": "tests/test_city.py::test_city",   # without xdist's "@group" suffix
+          "group": null,                     # the xdist_group under --dist loadgroup
+          "outcome": "passed",               # passed failed error skipped xfailed xpassed
+          "duration_s": 0.254,               # the test's call phase
+          "worker": "gw0", "host": "http://gpu1:11434",
+          "error": null,                     # or {"type": "BackendUnreachable", "host", "message"}
+          "model": "llama3.2",               # the model that answered the first call
+          "route": ["llama3.2"],             # every model tried, in order
+          "calls": 1, "attempts": 1, "retries": 0,
+          "tokens_in": 10, "tokens_out": 20, "model_ms": 251.2,
+          "latency_ms": 251.2, "ttft_ms": 250.3,       # medians over the test's calls
+          "score": 0.91,                     # mean of every score computed in the test
+          "scores": [{"scorer": "contains", "value": 0.91, "model": "llama3.2", ...}],
+          "pass_rate": null,                 # passes / runs over the test's llm.sample() calls
+          "cached": false,                   # every call was replayed
+          "llm": [{"model": "llama3.2", "route": ["llama3.2"], "success": true, ...}],
+          "samples": []                      # one summary per llm.sample() call
+        }
+      ]
+    }
+
+``llm`` holds the per-call records exactly as the ``llm`` user property carries
+them (``LLMResult.summary()``), ``samples`` the ``llm_samples`` property
+(``SampleResult.summary()``: n, runs, passes, rate, 95% interval, verdict). A test
+outcome is one word even when pytest counts two (a failed test whose teardown also
+errors is ``failed``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._files import write_text_atomic
+from .backends import BackendPool
+from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
+from .config import HarnessConfig
+from .errors import BackendUnreachable, ConfigError, LLMError
+from .sampling import PROPERTY as SAMPLES_PROPERTY
+
+__all__ = [
+    "SCHEMA",
+    "Recorder",
+    "ReportOptions",
+    "build_report",
+    "error_info",
+    "load_report",
+    "markdown_summary",
+    "summary_lines",
+]
+
+SCHEMA = "pytest-llm-report/1"
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+_DOWN = BackendUnreachable.__name__
+#: The ``user_properties`` entry with every ``Score`` computed in a test (plugin's ``llm``).
+SCORES_PROPERTY = "llm_scores"
+_VERSIONED = ("pytest", "pytest-llm", "pytest-xdist", "ollama", "httpx")
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportOptions:
+    """What the user asked for: ``--llm-report``, ``--llm-html``, ``--llm-baseline`` …"""
+
+    report: Path | None = None
+    html: Path | None = None
+    baseline: Path | None = None
+    limits: Limits = DEFAULT_LIMITS
+    step_summary: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> ReportOptions:
+        """Read options (relative to the invocation directory) and ini values (relative to
+        the ini file); a bad value raises ``ConfigError`` naming the option."""
+        invoked = config.invocation_params.dir
+        ini_dir = config.inipath.parent if config.inipath else invoked
+
+        def setting(name: str) -> tuple[str, Path, str] | None:
+            option = config.getoption(name)
+            if option is not None:
+                return str(option), invoked, f"--{name.replace('_', '-')}"
+            ini = config.getini(name)
+            return (str(ini), ini_dir, f"ini {name}") if ini not in (None, "") else None
+
+        def path(name: str) -> Path | None:
+            found = setting(name)
+            if found is None:
+                return None
+            value, base, source = found
+            result = base / Path(value).expanduser()
+            if result.is_dir():
+                raise ConfigError(f"{source}={value!r} is a directory: give a file path")
+            return result
+
+        def number(name: str, default: float) -> float:
+            found = setting(name)
+            if found is None:
+                return default
+            try:
+                return float(found[0])
+            except ValueError:
+                raise ConfigError(f"{found[2]}={found[0]!r} is not a number") from None
+
+        try:
+            limits = Limits(
+                max_score_drop=number("llm_max_score_drop", DEFAULT_LIMITS.max_score_drop),
+                max_latency_factor=number(
+                    "llm_max_latency_factor", DEFAULT_LIMITS.max_latency_factor
+                ),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"llm baseline limit {exc}") from None
+        summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+        return cls(
+            report=path("llm_report"),
+            html=path("llm_html"),
+            baseline=path("llm_baseline"),
+            limits=limits,
+            step_summary=Path(summary) if summary else None,
+        )
+
+
+# --- per-test records -----------------------------------------------------------------------
+
+
+@dataclass
+class TestRecord:
+    """One test while its reports arrive (setup, call, teardown)."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    nodeid: str
+    group: str | None = None
+    outcome: str | None = None
+    duration_s: float = 0.0
+    worker: str | None = None
+    host: str | None = None
+    error: dict[str, Any] | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def used_llm(self) -> bool:
+        return bool(self.calls) or self.error is not None
+
+    def update(self, report: pytest.TestReport) -> None:
+        """Fold in one phase's report."""
+        self.worker = getattr(report, "worker_id", None) or self.worker
+        host = getattr(report, "llm_host", None)
+        self.host = public_host(host) if host else self.host
+        error = getattr(report, "llm_error", None)
+        if error is not None:
+            self.error = {**error, "host": public_host(error["host"]) if error["host"] else None}
+        xfail = hasattr(report, "wasxfail")
+        if report.when not in ("setup", "teardown"):  # the call, or "???" for a crashed worker
+            self.duration_s = report.duration
+            if report.skipped:
+                self.outcome = "xfailed" if xfail else "skipped"
+            elif report.failed:
+                self.outcome = "error" if error is not None else "failed"
+            else:
+                self.outcome = "xpassed" if xfail else "passed"
+        elif report.when == "setup" and not report.passed:
+            self.outcome = "error" if report.failed else ("xfailed" if xfail else "skipped")
+        elif report.when == "teardown":
+            if report.failed and self.outcome not in ("failed", "error"):
+                self.outcome = "error"
+            for name, value in report.user_properties:
+                if name == "llm":
+                    self.calls.extend(json.loads(str(value)))
+                elif name == SAMPLES_PROPERTY:
+                    self.samples.extend(json.loads(str(value)))
+                elif name == SCORES_PROPERTY:
+                    self.scores.extend(json.loads(str(value)))
+
+    def as_json(self) -> dict[str, Any]:
+        calls = self.calls
+        ttfts = [c["ttft_ms"] for c in calls if c.get("ttft_ms") is not None]
+        scores = [value for _, value in scored(self.scores, calls)]
+        runs = sum(s["runs"] for s in self.samples)
+        return {
+            "nodeid": self.nodeid,
+            "group": self.group,
+            "outcome": self.outcome or "error",  # no call report: the run stopped in the middle
+            "duration_s": round(self.duration_s, 4),
+            "worker": self.worker,
+            "host": self.host,
+            "error": self.error,
+            "model": calls[0]["model"] if calls else None,
+            "route": list(dict.fromkeys(m for c in calls for m in _route(c))),
+            "calls": len(calls),
+            "attempts": sum(c.get("attempts", 1) for c in calls),
+            "retries": sum(c.get("retries", 0) for c in calls),
+            "tokens_in": sum(c.get("tokens_in", 0) for c in calls),
+            "tokens_out": sum(c.get("tokens_out", 0) for c in calls),
+            "model_ms": round(sum(_model_ms(c) for c in calls), 3),
+            "latency_ms": percentile([c["duration_ms"] for c in calls], 50),
+            "ttft_ms": percentile(ttfts, 50),
+            "score": round(sum(scores) / len(scores), 4) if scores else None,
+            "pass_rate": round(sum(s["passes"] for s in self.samples) / runs, 4) if runs else None,
+            "cached": bool(calls) and all(c.get("cached") for c in calls),
+            "llm": calls,
+            "samples": self.samples,
+            "scores": self.scores,
+        }
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """What a report carries about an infrastructure error (it travels to the controller)."""
+    host = getattr(exc, "host", None)
+    return {"type": type(exc).__name__, "host": host, "message": str(exc)[:500]}
+
+
+def public_host(url: str) -> str:
+    """``http://user:secret@gpu1:11434`` → ``http://gpu1:11434``: reports never hold secrets."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def split_group(nodeid: str) -> tuple[str, str | None]:
+    """``test_a.py::test_x[p]@db`` → ``("test_a.py::test_x[p]", "db")`` (xdist's loadgroup).
+
+    Only a trailing ``@name`` after the last ``]`` and ``::`` is a group, as xdist reads it.
+    """
+    base, at, group = nodeid.rpartition("@")
+    if at and group and "]" not in group and "::" not in group and "/" not in group:
+        return base, group
+    return nodeid, None
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile with linear interpolation (None when there are no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    low, high = math.floor(k), math.ceil(k)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (k - low), 3)
+
+
+def scored(
+    scores: Sequence[Mapping[str, Any]], calls: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, float]]:
+    """A test's scores as (model, value): its ``llm_scores`` entries (every score computed:
+    ``chat(scorer=)`` attempts, ``llm.score``, ``assert_score``), else its calls' scores."""
+    if scores:
+        return [(s.get("model") or "", float(s["value"])) for s in scores]
+    return [(c["model"], float(c["score"])) for c in calls if c.get("score") is not None]
+
+
+def _route(call: Mapping[str, Any]) -> list[str]:
+    return list(call.get("route") or [call["model"]])
+
+
+def _model_ms(call: Mapping[str, Any]) -> float:
+    return float(call.get("total_duration_ms", call.get("duration_ms", 0.0)))
+
+
+def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model (the one that answered each call): see ``models`` in the schema."""
+    calls: dict[str, list[Mapping[str, Any]]] = {}
+    tested: dict[str, list[str]] = {}
+    model_scores: dict[str, list[float]] = {}
+    escalations: dict[str, int] = {}
+    for test in tests:
+        for call in test["llm"]:
+            calls.setdefault(call["model"], []).append(call)
+            route = _route(call)
+            if len(route) > 1:
+                escalations[route[0]] = escalations.get(route[0], 0) + 1
+        for model in test["route"]:
+            tested.setdefault(model, []).append(test["outcome"])
+        for model, value in scored(test.get("scores", []), test["llm"]):
+            model_scores.setdefault(model, []).append(value)
+    figures: dict[str, dict[str, Any]] = {}
+    for model in sorted(tested.keys() | calls.keys()):
+        mine = calls.get(model, [])
+        outcomes = tested.get(model, [])
+        scores = model_scores.get(model, [])
+        ttfts = [c["ttft_ms"] for c in mine if c.get("ttft_ms") is not None]
+        durations = [c["duration_ms"] for c in mine]
+        passed = outcomes.count("passed")
+        figures[model] = {
+            "tests": len(outcomes),
+            "passed": passed,
+            "pass_rate": round(passed / len(outcomes), 4) if outcomes else None,
+            "calls": len(mine),
+            "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
+            "p50_ms": percentile(durations, 50),
+            "p95_ms": percentile(durations, 95),
+            "p50_ttft_ms": percentile(ttfts, 50),
+            "tokens_in": sum(c.get("tokens_in", 0) for c in mine),
+            "tokens_out": sum(c.get("tokens_out", 0) for c in mine),
+            "retries": sum(c.get("retries", 0) for c in mine),
+            "escalations": escalations.get(model, 0),
+            "cached": sum(1 for c in mine if c.get("cached")),
+        }
+    return figures
+
+
+def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, Any]:
+    """Session totals: see ``totals`` in the schema."""
+    calls = [c for t in tests for c in t["llm"]]
+    model_ms = sum(_model_ms(c) for c in calls)
+    outcomes = [t["outcome"] for t in tests]
+    return {
+        "tests": len(tests),
+        "llm_tests": sum(1 for t in tests if t["llm"] or t["error"] is not None),
+        "passed": outcomes.count("passed"),
+        "failed": outcomes.count("failed"),
+        "errors": outcomes.count("error"),
+        "skipped": outcomes.count("skipped"),
+        "xfailed": outcomes.count("xfailed"),
+        "xpassed": outcomes.count("xpassed"),
+        "calls": len(calls),
+        "tokens_in": sum(c.get("tokens_in", 0) for c in calls),
+        "tokens_out": sum(c.get("tokens_out", 0) for c in calls),
+        "retries": sum(c.get("retries", 0) for c in calls),
+        "escalations": sum(1 for c in calls if len(_route(c)) > 1),
+        "cached": sum(1 for c in calls if c.get("cached")),
+        "model_ms": round(model_ms, 3),
+        "parallelism": round(model_ms / 1000 / wall_s, 3) if wall_s > 0 else None,
+    }
+
+
+def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Hosts that refused connections, each once: how many tests it cost, on which workers."""
+    down: dict[str, dict[str, Any]] = {}
+    for test in tests:
+        error = test["error"]
+        if error is None or error["type"] != _DOWN:
+            continue
+        host = error["host"] or test["host"] or "?"
+        entry = down.setdefault(host, {"tests": 0, "workers": [], "message": error["message"]})
+        entry["tests"] += 1
+        if test["worker"] and test["worker"] not in entry["workers"]:
+            entry["workers"].append(test["worker"])
+    for entry in down.values():
+        entry["workers"].sort()
+    return down
+
+
+def build_report(tests: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The report document from finished test records and the run metadata."""
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "run": dict(run),
+        "totals": run_totals(tests, run["wall_s"]),
+        "models": model_figures(tests),
+        "tests": list(tests),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def load_report(path: Path, *, source: str = "--llm-baseline") -> dict[str, Any]:
+    """Read a JSON report written by ``--llm-report``; a bad file is a ``ConfigError``."""
+    fix = "write one with --llm-report PATH (for example on your main branch)"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}={str(path)!r}: no such file; {fix}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{source}={str(path)!r} is not a readable JSON report: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ConfigError(
+            f"{source}={str(path)!r} is not a pytest-llm report (schema {found!r}, "
+            f"expected {SCHEMA!r}); {fix}"
+        )
+    tests = doc.get("tests")
+    if not isinstance(tests, list) or not all(
+        isinstance(t, dict) and "nodeid" in t and "outcome" in t for t in tests
+    ):
+        raise ConfigError(f"{source}={str(path)!r}: 'tests' must be a list of test records")
+    return doc
+
+
+# --- the plugin object ----------------------------------------------------------------------
+
+
+class Recorder:
+    """Collects test records in every process; on the controller, summarises and writes."""
+
+    def __init__(
+        self,
+        *,
+        options: ReportOptions,
+        settings: HarnessConfig,
+        hosts: Sequence[str],
+        pool: BackendPool,
+        worker_id: str | None,
+        dist: str | None,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.hosts = [public_host(h) for h in hosts]
+        self.pool = pool
+        self.worker_id = worker_id
+        self.dist = dist
+        self.baseline = (
+            load_report(options.baseline) if options.baseline and not worker_id else None
+        )
+        self.records: dict[str, TestRecord] = {}
+        self.workers: list[dict[str, Any]] = []
+        self.doc: dict[str, Any] | None = None
+        self.comparison: Comparison | None = None
+        self.problems: list[str] = []
+        self._started = time.perf_counter()
+
+    # hooks ------------------------------------------------------------------------------
+
+    def pytest_sessionstart(self) -> None:
+        self._started = time.perf_counter()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nodeid, group = (
+            split_group(report.nodeid) if self.dist == "loadgroup" else (report.nodeid, None)
+        )
+        record = self.records.get(nodeid)
+        if record is None:
+            record = self.records[nodeid] = TestRecord(nodeid=nodeid, group=group)
+        record.update(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker_id is not None or session.config.option.collectonly:
+            return  # workers hand their totals over in workeroutput (pytest_llm.xdist)
+        self.doc = self.finish()
+        if self.baseline is not None:
+            self.comparison = compare(
+                self.baseline, self.doc, self.options.limits, source=str(self.options.baseline)
+            )
+        self._write_outputs()
+        failed = self.problems or (self.comparison is not None and self.comparison.failed)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        doc = self.doc
+        if doc is None or not (doc["totals"]["llm_tests"] or self.options.baseline):
+            return
+        terminalreporter.write_sep("=", "llm summary")
+        for text, color in summary_lines(doc, self.comparison):
+            terminalreporter.write_line(text, **({color: True} if color else {}))
+        for problem in self.problems:
+            terminalreporter.write_line(problem, red=True, bold=True)
+
+    # used by pytest_llm.xdist -----------------------------------------------------------
+
+    def process_totals(self) -> dict[str, Any]:
+        """This process's share of the run (a worker sends it in ``workeroutput``)."""
+        tests = [r.as_json() for r in self.records.values()]
+        return {
+            "id": self.worker_id,
+            "host": public_host(self.settings.host),
+            "tests": len(tests),
+            "llm_tests": sum(1 for r in self.records.values() if r.used_llm),
+            "calls": sum(t["calls"] for t in tests),
+            "model_ms": round(sum(t["model_ms"] for t in tests), 3),
+            "digests": self._digests(tests) if self._wants_files() else {},
+        }
+
+    def add_worker(self, totals: Mapping[str, Any]) -> None:
+        self.workers.append(dict(totals))
+
+    # the end ----------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """The report document of the whole run."""
+        tests = [r.as_json() for r in self.records.values()]
+        if self.workers:
+            digests: dict[str, dict[str, str]] = {}
+            for worker in self.workers:
+                for model, by_host in worker.pop("digests", {}).items():
+                    digests.setdefault(model, {}).update(by_host)
+        else:
+            digests = self._digests(tests) if self._wants_files() else {}
+        run = {
+            "wall_s": round(time.perf_counter() - self._started, 3),
+            "model": self.settings.model,
+            "backend": self.settings.backend,
+            "seed": self.settings.seed,
+            "hosts": self.hosts,
+            "hosts_down": hosts_down(tests),
+            "workers": sorted(self.workers, key=lambda w: _worker_order(w["id"])),
+            "digests": digests,
+            "dist": self.dist,
+            "versions": versions(),
+        }
+        return build_report(tests, run=run)
+
+    def _wants_files(self) -> bool:
+        return self.options.report is not None or self.options.html is not None
+
+    def _digests(self, tests: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+        """Model digests from the servers this process used (hosts that were down skipped)."""
+        down = hosts_down(tests)
+        models: dict[str, set[str]] = {}
+        for test in tests:
+            if test["host"]:
+                models.setdefault(test["host"], set()).update(c["model"] for c in test["llm"])
+        found: dict[str, dict[str, str]] = {}
+        for backend in self.pool.backends():
+            host = public_host(backend.host)
+            if host in down:
+                continue
+            for model in sorted(models.get(host, ())):
+                try:
+                    digest = backend.digest(model)
+                except LLMError:
+                    break  # the server went away since: no digests from it
+                if digest:
+                    found.setdefault(model, {})[host] = digest
+        return found
+
+    def _write_outputs(self) -> None:
+        from .report_html import render_html
+
+        assert self.doc is not None
+        outputs: list[tuple[Path | None, str, Any]] = [
+            (self.options.report, "--llm-report", lambda: json.dumps(self.doc, indent=1) + "\n"),
+            (self.options.html, "--llm-html", lambda: render_html(self.doc, self.comparison)),
+        ]
+        for path, option, render in outputs:
+            if path is None:
+                continue
+            try:
+                write_text_atomic(path, render())
+            except OSError as exc:
+                self.problems.append(f"pytest-llm: {option}: could not write {path}: {exc}")
+        if self.options.step_summary is not None and self.doc["totals"]["llm_tests"]:
+            try:
+                with self.options.step_summary.open("a", encoding="utf-8") as handle:
+                    handle.write(markdown_summary(self.doc, self.comparison))
+            except OSError as exc:
+                self.problems.append(
+                    f"pytest-llm: GITHUB_STEP_SUMMARY: could not append to "
+                    f"{self.options.step_summary}: {exc}"
+                )
+
+
+def _worker_order(worker_id: str | None) -> tuple[int, str]:
+    """``gw2`` before ``gw10``."""
+    text = worker_id or ""
+    number = text[2:]
+    return (int(number), text) if text.startswith("gw") and number.isdigit() else (-1, text)
+
+
+# --- rendering: terminal and Markdown --------------------------------------------------------
+
+#: (title, figure in ``models``, how to show it)
+_MODEL_COLUMNS = (
+    ("tests", "tests", "count"),
+    ("passed", "passed", "count"),
+    ("score", "mean_score", "score"),
+    ("p50 ms", "p50_ms", "ms"),
+    ("p95 ms", "p95_ms", "ms"),
+    ("ttft p50", "p50_ttft_ms", "ms"),
+    ("tokens in", "tokens_in", "count"),
+    ("tokens out", "tokens_out", "count"),
+    ("retries", "retries", "count"),
+    ("escalated", "escalations", "count"),
+    ("replayed", "cached", "count"),
+)
+
+
+def fmt(value: Any, kind: str = "count") -> str:
+    """A figure for people: ``-`` when unknown, a ``score`` with 2 decimals, ``ms`` whole."""
+    if value is None:
+        return "-"
+    if kind == "score":
+        return f"{value:.2f}"
+    if kind == "ms":
+        return f"{value:.0f}"
+    return str(value)
+
+
+def model_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["model"] + [title for title, _, _ in _MODEL_COLUMNS]
+    rows = [
+        [model] + [fmt(figures[key], kind) for _, key, kind in _MODEL_COLUMNS]
+        for model, figures in doc["models"].items()
+    ]
+    return header, rows
+
+
+def columns(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, text: int = 1, indent: str = ""
+) -> list[str]:
+    """A plain-text table: the first ``text`` columns left-aligned, the others (figures) right."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        indent
+        + "  ".join(
+            cell.ljust(widths[i]) if i < text else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def outcome_counts(totals: Mapping[str, Any]) -> str:
+    names = {"error": "errors"}
+    parts = [f"{totals[names.get(o, o)]} {o}" for o in OUTCOMES if totals[names.get(o, o)]]
+    return ", ".join(parts) or "nothing ran"
+
+
+def host_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Traffic per host when more than one host served the run."""
+    traffic: dict[str, list[Any]] = {}
+    for test in doc["tests"]:
+        if test["host"] and test["llm"]:
+            calls, workers = traffic.setdefault(test["host"], [0, set()])
+            traffic[test["host"]][0] = calls + test["calls"]
+            if test["worker"]:
+                workers.add(test["worker"])
+    if len(doc["run"]["hosts"]) < 2 and len(traffic) < 2:
+        return []
+    lines = []
+    for host in dict.fromkeys([*doc["run"]["hosts"], *traffic]):
+        calls, workers = traffic.get(host, [0, set()])
+        on = f" ({', '.join(sorted(workers, key=_worker_order))})" if workers else ""
+        lines.append(f"host {host}: {calls} calls{on}")
+    return lines
+
+
+def down_lines(doc: Mapping[str, Any]) -> list[str]:
+    return [
+        f"HOST DOWN {host}: {entry['tests']} test(s) errored with {_DOWN}"
+        + (f" on {', '.join(entry['workers'])}" if entry["workers"] else "")
+        + "; start the server there or remove it from --llm-host"
+        for host, entry in doc["run"]["hosts_down"].items()
+    ]
+
+
+def regression_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    header = ["regression", "test or model", "baseline", "now", "allowed"]
+    rows = [[r.kind, r.subject, r.before, r.now, r.limit] for r in comparison.regressions]
+    return header, rows
+
+
+def gate_title(comparison: Comparison) -> str:
+    limits = comparison.limits
+    verdict = (
+        f"FAILED with {len(comparison.regressions)} regression(s)"
+        if comparison.failed
+        else "passed"
+    )
+    return (
+        f"baseline gate {verdict} (baseline {comparison.baseline}; max score drop "
+        f"{limits.max_score_drop:g}, max latency factor x{limits.max_latency_factor:g})"
+    )
+
+
+def summary_lines(
+    doc: Mapping[str, Any], comparison: Comparison | None
+) -> list[tuple[str, str | None]]:
+    """The ``llm summary`` section: (line, colour or None)."""
+    totals, run = doc["totals"], doc["run"]
+    lines: list[tuple[str, str | None]] = []
+    if doc["models"]:
+        lines += [(line, None) for line in columns(*model_rows(doc))]
+        lines.append(("", None))
+    lines.append(
+        (
+            f"{totals['llm_tests']} of {totals['tests']} tests called a model: "
+            f"{totals['calls']} calls, {totals['tokens_in']} tokens in, "
+            f"{totals['tokens_out']} tokens out, {totals['retries']} retries, "
+            f"{totals['escalations']} escalations, {totals['cached']} replayed",
+            None,
+        )
+    )
+    workers = f" on {len(run['workers'])} workers" if run["workers"] else ""
+    parallel = totals["parallelism"]
+    lines.append(
+        (
+            f"model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall"
+            f"{workers}: x{parallel or 0:.2f} from parallelism",
+            None,
+        )
+    )
+    lines += [(line, None) for line in host_lines(doc)]
+    lines += [(line, "red") for line in down_lines(doc)]
+    if comparison is not None:
+        lines.append(("", None))
+        lines.append((gate_title(comparison), "red" if comparison.failed else "green"))
+        if comparison.regressions:
+            lines += [
+                (line, "red") for line in columns(*regression_rows(comparison), text=5, indent="  ")
+            ]
+        for title, ids in (("new tests", comparison.new), ("removed tests", comparison.removed)):
+            if ids:
+                lines.append((f"{title} ({len(ids)}, not gated):", None))
+                lines += [(f"  {nodeid}", None) for nodeid in ids]
+    return lines
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([row(header), row(["---"] * len(header)), *map(row, rows)]) + "\n"
+
+
+def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
+    """The GitHub step summary: per-model table, totals, hosts down and the baseline gate."""
+    totals, run = doc["totals"], doc["run"]
+    parts = [
+        f"\n## pytest-llm: {outcome_counts(totals)}\n\n",
+        _markdown_table(*model_rows(doc)) if doc["models"] else "",
+        f"\n{totals['llm_tests']} of {totals['tests']} tests called a model: "
+        f"{totals['calls']} calls, {totals['tokens_in']} tokens in, {totals['tokens_out']} "
+        f"tokens out. Model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s "
+        f"wall (x{totals['parallelism'] or 0:.2f} from parallelism).\n",
+    ]
+    parts += [f"\n**{line}**\n" for line in down_lines(doc)]
+    if comparison is not None:
+        parts.append(f"\n### {gate_title(comparison)}\n\n")
+        if comparison.regressions:
+            parts.append(_markdown_table(*regression_rows(comparison)))
+        for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
+            if ids:
+                items = "".join(f"- `{nodeid}`\n" for nodeid in ids)
+                parts.append(
+                    f"\n<details><summary>{title} ({len(ids)})</summary>\n\n{items}\n</details>\n"
+                )
+    return "".join(parts) + "\n"

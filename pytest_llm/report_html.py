@@ -1,0 +1,358 @@
+"""The HTML report (``--llm-html``): one self-contained file, no script, no network.
+
+Plots are inline SVG drawn here from the report document (see
+:mod:`pytest_llm.report`): the score distribution per model, latency per model
+(a box plot over every call) and the pass rate per model against the baseline.
+Under them, the per-model table and the per-test table (failures first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from .baseline import Comparison
+from .report import (
+    columns,
+    down_lines,
+    fmt,
+    gate_title,
+    model_rows,
+    outcome_counts,
+    percentile,
+    regression_rows,
+    scored,
+)
+
+__all__ = ["render_html"]
+
+_PALETTE = ("#3b6fd4", "#d9822b", "#2e9e6a", "#a54fc6", "#c43d4b", "#2b9bb0", "#8a7a2e", "#666")
+_OUTCOME_COLORS = {
+    "passed": "#2e9e6a",
+    "failed": "#c43d4b",
+    "error": "#b35c00",
+    "skipped": "#888",
+    "xfailed": "#888",
+    "xpassed": "#d9822b",
+}
+_LABEL_W = 150  # room for model names left of every plot
+_PLOT_W = 420
+_ROW_H = 34
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px;
+       color: #222; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
+.muted { color: #666; } .bad { color: #c43d4b; font-weight: 600; }
+.good { color: #2e9e6a; font-weight: 600; }
+.box { border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
+.box.fail { border-color: #c43d4b; background: #fff4f5; }
+.box.pass { border-color: #2e9e6a; background: #f3fbf6; }
+.plots { display: flex; flex-wrap: wrap; gap: 18px; }
+figure { margin: 0; border: 1px solid #e4e4e4; border-radius: 6px; padding: 8px; }
+figcaption { font-weight: 600; margin-bottom: 4px; }
+table { border-collapse: collapse; margin: 6px 0; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right;
+         white-space: nowrap; }
+th { background: #f6f6f6; position: sticky; top: 0; }
+td:first-child, th:first-child { text-align: left; }
+td.id { text-align: left; white-space: normal; overflow-wrap: anywhere; min-width: 260px;
+        max-width: 560px; }
+.box td, .box th { text-align: left; }
+.badge { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff;
+         font-size: 12px; }
+pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
+"""
+
+
+def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) -> str:
+    """The whole report page as a string."""
+    totals, run = doc["totals"], doc["run"]
+    title = f"pytest-llm report: {outcome_counts(totals)}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="muted">{escape(doc["created"])} · {totals["llm_tests"]} of '
+        f"{totals['tests']} tests called a model · {totals['calls']} calls · "
+        f"{totals['tokens_in']} tokens in, {totals['tokens_out']} out · model time "
+        f"{totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall "
+        f"(x{totals['parallelism'] or 0:.2f} from parallelism)</p>",
+    ]
+    parts += [f'<div class="box fail">{escape(line)}</div>' for line in down_lines(doc)]
+    if comparison is not None:
+        parts.append(_gate(comparison))
+    parts += [
+        '<h2>Plots</h2><div class="plots">',
+        _figure("Score distribution per model", _score_plot(doc)),
+        _figure("Latency per model (every call)", _latency_plot(doc)),
+        _figure("Pass rate per model, against baseline", _pass_rate_plot(doc, comparison)),
+        "</div>",
+        "<h2>Models</h2>",
+        _table(*model_rows(doc)),
+        "<h2>Tests</h2>",
+        _tests_table(doc, comparison),
+        "<h2>Run</h2>",
+        _run_details(run),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+# --- page parts -------------------------------------------------------------------------------
+
+
+def _gate(comparison: Comparison) -> str:
+    kind = "fail" if comparison.failed else "pass"
+    out = [f'<div class="box {kind}"><b>{escape(gate_title(comparison))}</b>']
+    if comparison.regressions:
+        out.append(_table(*regression_rows(comparison)))
+    for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
+        if ids:
+            items = "".join(f"<li><code>{escape(i)}</code></li>" for i in ids)
+            out.append(f"<details><summary>{title} ({len(ids)}, not gated)</summary>")
+            out.append(f"<ul>{items}</ul></details>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _badge(outcome: str) -> str:
+    color = _OUTCOME_COLORS.get(outcome, "#888")
+    return f'<span class="badge" style="background:{color}">{escape(outcome)}</span>'
+
+
+def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
+    header = ["test", "outcome", "model", "route", "attempts", "tokens in", "tokens out"]
+    header += ["latency ms", "ttft ms", "score", "host", "worker"]
+    if comparison is not None:
+        header += ["baseline", "baseline score"]
+    rows = []
+    failing_first = sorted(doc["tests"], key=lambda t: t["outcome"] not in ("failed", "error"))
+    for test in failing_first:
+        cells = [
+            f'<td class="id">{escape(test["nodeid"])}</td>',
+            f"<td>{_badge(test['outcome'])}</td>",
+        ]
+        values = [
+            test["model"] or "",
+            " → ".join(test["route"]),
+            fmt(test["attempts"] or None),
+            fmt(test["tokens_in"] or None),
+            fmt(test["tokens_out"] or None),
+            fmt(test["latency_ms"], "ms"),
+            fmt(test["ttft_ms"], "ms"),
+            fmt(test["score"], "score"),
+            test["host"] or "",
+            test["worker"] or "",
+        ]
+        cells += [f"<td>{escape(v)}</td>" for v in values]
+        if comparison is not None:
+            old = comparison.tests.get(test["nodeid"])
+            cells.append(f"<td>{_badge(old['outcome']) if old else 'new'}</td>")
+            cells.append(f"<td>{escape(fmt(old.get('score') if old else None, 'score'))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _run_details(run: Mapping[str, Any]) -> str:
+    lines = [
+        f"model {run['model']} · backend {run['backend']} · seed {run['seed']} · "
+        f"dist {run['dist'] or 'none'}",
+        f"hosts: {', '.join(run['hosts'])}",
+    ]
+    if run["workers"]:
+        rows = [
+            [w["id"], w["host"], str(w["tests"]), str(w["calls"]), fmt(w["model_ms"], "ms")]
+            for w in run["workers"]
+        ]
+        lines += columns(["worker", "host", "tests", "calls", "model ms"], rows, text=2)
+    for model, by_host in run["digests"].items():
+        for host, digest in by_host.items():
+            lines.append(f"digest {model} @ {host}: {digest}")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v))
+    return f"<pre>{escape(chr(10).join(lines))}</pre>"
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def _figure(caption: str, svg: str) -> str:
+    return f"<figure><figcaption>{escape(caption)}</figcaption>{svg}</figure>"
+
+
+def _svg(height: int, body: list[str]) -> str:
+    width = _LABEL_W + _PLOT_W + 44
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" font-size="12">'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def _text(x: float, y: float, text: str, *, anchor: str = "start", color: str = "#222") -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{color}">{escape(text)}</text>'
+    )
+
+
+def _label(y: float, model: str) -> str:
+    short = model if len(model) <= 22 else model[:21] + "…"
+    return _text(_LABEL_W - 8, y, short, anchor="end")
+
+
+def _empty(message: str) -> str:
+    return _svg(60, [_text(_LABEL_W + _PLOT_W / 2, 34, message, anchor="middle", color="#888")])
+
+
+def _axis(y: float, ticks: Sequence[tuple[float, str]]) -> list[str]:
+    """A horizontal axis under the rows: ``ticks`` are (fraction of the width, label)."""
+    out = [f'<line x1="{_LABEL_W}" y1="{y}" x2="{_LABEL_W + _PLOT_W}" y2="{y}" stroke="#999"/>']
+    for fraction, label in ticks:
+        x = _LABEL_W + fraction * _PLOT_W
+        out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#999"/>')
+        out.append(_text(x, y + 16, label, anchor="middle", color="#555"))
+    return out
+
+
+def _latencies(doc: Mapping[str, Any]) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {model: [] for model in doc["models"]}
+    for test in doc["tests"]:
+        for call in test["llm"]:
+            values.setdefault(call["model"], []).append(float(call["duration_ms"]))
+    return values
+
+
+def _scores(doc: Mapping[str, Any]) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {model: [] for model in doc["models"]}
+    for test in doc["tests"]:
+        for model, value in scored(test["scores"], test["llm"]):
+            values.setdefault(model, []).append(value)
+    return values
+
+
+def _score_plot(doc: Mapping[str, Any]) -> str:
+    """Per model, a histogram of the scores in ten bins over [0, 1]."""
+    scores = {m: v for m, v in _scores(doc).items() if v}
+    if not scores:
+        return _empty("nothing was scored in this run")
+    body: list[str] = []
+    bin_w = _PLOT_W / 10
+    for row, (model, values) in enumerate(scores.items()):
+        top = 10 + row * _ROW_H
+        counts = [0] * 10
+        for value in values:
+            counts[min(int(value * 10), 9)] += 1
+        color = _PALETTE[row % len(_PALETTE)]
+        body.append(_label(top + _ROW_H / 2 + 4, model))
+        for i, count in enumerate(counts):
+            if count:
+                h = (_ROW_H - 8) * count / max(counts)
+                x, y = _LABEL_W + i * bin_w + 1, top + _ROW_H - 4 - h
+                body.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bin_w - 2:.1f}" height="{h:.1f}" '
+                    f'fill="{color}"><title>{model}: {count} score(s) from '
+                    f"{i / 10:.1f} to {(i + 1) / 10:.1f}</title></rect>"
+                )
+        mean = sum(values) / len(values)
+        x = _LABEL_W + mean * _PLOT_W
+        body.append(
+            f'<line x1="{x:.1f}" y1="{top + 2}" x2="{x:.1f}" y2="{top + _ROW_H - 2}" '
+            'stroke="#222" stroke-dasharray="3,2"/>'
+        )
+    bottom = 10 + len(scores) * _ROW_H
+    body += _axis(bottom, [(i / 5, f"{i / 5:.1f}") for i in range(6)])
+    body.append(_text(_LABEL_W + _PLOT_W, bottom + 32, "score (dashed: mean)", anchor="end"))
+    return _svg(bottom + 40, body)
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 5
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+
+
+def _latency_plot(doc: Mapping[str, Any]) -> str:
+    """Per model, a box plot of call latency: whiskers min to max, box p25 to p75, median, p95."""
+    latencies = {m: v for m, v in _latencies(doc).items() if v}
+    if not latencies:
+        return _empty("no model calls in this run")
+    high = max(max(v) for v in latencies.values()) or 1.0
+    step = _nice_step(high)
+    limit = step * math.ceil(high / step)
+
+    def x_of(ms: float) -> float:
+        return _LABEL_W + ms / limit * _PLOT_W
+
+    body: list[str] = []
+    for row, (model, values) in enumerate(latencies.items()):
+        mid = 10 + row * _ROW_H + _ROW_H / 2
+        color = _PALETTE[row % len(_PALETTE)]
+        p = {q: percentile(values, q) or 0.0 for q in (0, 25, 50, 75, 95, 100)}
+        tip = (
+            f"<title>{model}: {len(values)} call(s), p50 {p[50]:.0f} ms, p95 {p[95]:.0f} ms, "
+            f"max {p[100]:.0f} ms</title>"
+        )
+        body.append(_label(mid + 4, model))
+        body.append(
+            f'<line x1="{x_of(p[0]):.1f}" y1="{mid}" x2="{x_of(p[100]):.1f}" y2="{mid}" '
+            f'stroke="{color}"/>'
+        )
+        width = max(x_of(p[75]) - x_of(p[25]), 2.0)
+        body.append(
+            f'<rect x="{x_of(p[25]):.1f}" y="{mid - 9}" width="{width:.1f}" height="18" '
+            f'fill="{color}" fill-opacity="0.35" stroke="{color}">{tip}</rect>'
+        )
+        body.append(
+            f'<line x1="{x_of(p[50]):.1f}" y1="{mid - 9}" x2="{x_of(p[50]):.1f}" '
+            f'y2="{mid + 9}" stroke="#222" stroke-width="2"/>'
+        )
+        body.append(
+            f'<circle cx="{x_of(p[95]):.1f}" cy="{mid}" r="3" fill="#fff" stroke="{color}"/>'
+        )
+    bottom = 10 + len(latencies) * _ROW_H
+    ticks = [(i * step / limit, f"{i * step:g}") for i in range(round(limit / step) + 1)]
+    body += _axis(bottom, ticks)
+    body.append(_text(_LABEL_W + _PLOT_W, bottom + 32, "ms (circle: p95)", anchor="end"))
+    return _svg(bottom + 40, body)
+
+
+def _pass_rate_plot(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
+    """Per model, the share of its tests that passed: baseline (grey) over this run."""
+    models = {m: f for m, f in doc["models"].items() if f["pass_rate"] is not None}
+    if not models:
+        return _empty("no test called a model")
+    baseline = comparison.models if comparison is not None else {}
+    body: list[str] = []
+    for row, (model, figures) in enumerate(models.items()):
+        top = 10 + row * _ROW_H
+        color = _PALETTE[row % len(_PALETTE)]
+        body.append(_label(top + _ROW_H / 2 + 4, model))
+        old = baseline.get(model, {}).get("pass_rate")
+        bars = [(old, "#bbb", "baseline", top + 4)] if old is not None else []
+        bars.append((figures["pass_rate"], color, "this run", top + 15))
+        for rate, fill, who, y in bars:
+            w = max(rate * _PLOT_W, 1.0)
+            body.append(
+                f'<rect x="{_LABEL_W}" y="{y}" width="{w:.1f}" height="10" fill="{fill}">'
+                f"<title>{model}, {who}: {rate:.0%}</title></rect>"
+            )
+            body.append(_text(_LABEL_W + w + 4, y + 9, f"{rate:.0%}", color="#444"))
+    bottom = 10 + len(models) * _ROW_H
+    body += _axis(bottom, [(i / 4, f"{i * 25}%") for i in range(5)])
+    legend = "grey: baseline, colour: this run" if comparison else "no baseline given"
+    body.append(_text(_LABEL_W + _PLOT_W, bottom + 32, legend, anchor="end"))
+    return _svg(bottom + 40, body)

@@ -1,0 +1,53 @@
+"""pytest-xdist support: hooks that exist only when xdist is loaded.
+
+Per-test data needs nothing special: it travels to the controller inside the
+test reports (``user_properties`` and the ``llm_*`` report attributes). What a
+report cannot carry is a worker's own view of the run: which host it was given,
+how many calls it made, the digests of the models it used. Each worker puts that
+in ``workeroutput`` at the end of its session and the controller merges it in
+``pytest_testnodedown`` into the run's :class:`~pytest_llm.report.Recorder`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .report import Recorder
+
+__all__ = ["WORKEROUTPUT_KEY", "XdistHooks", "worker_id"]
+
+#: The key of this plugin's totals in ``workeroutput``.
+WORKEROUTPUT_KEY = "pytest_llm"
+
+
+def worker_id(config: pytest.Config) -> str | None:
+    """``gw0``, ``gw1`` … in an xdist worker; ``None`` on the controller or without xdist.
+
+    Read from ``workerinput``, not from ``PYTEST_XDIST_WORKER``: that variable leaks into
+    every pytest started from inside a worker (pytester, subprocesses) and would make
+    those sessions believe they are workers too.
+    """
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    return None if workerinput is None else str(workerinput["workerid"])
+
+
+class XdistHooks:
+    """Registered by the plugin only when ``config.pluginmanager.hasplugin("xdist")``."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # a worker: its totals go to the controller
+            workeroutput[WORKEROUTPUT_KEY] = self.recorder.process_totals()
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """On the controller: merge a worker's totals (absent when the worker crashed)."""
+        totals = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if totals is not None:
+            self.recorder.add_worker(totals)

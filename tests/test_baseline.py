@@ -1,0 +1,181 @@
+"""The baseline gate: this run against an earlier JSON report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llm.baseline import Limits, compare
+from pytest_llm.testing import FakeOllama, RecordedRequest
+
+BASE_SUITE = """
+def score(result):
+    return float(result.content)
+
+def test_a(llm):
+    assert llm.chat("a", scorer=score).score >= 0.5
+
+def test_b(llm):
+    llm.chat("b", scorer=score)
+
+def test_gone(llm):
+    llm.chat("a")
+"""
+
+NEW_SUITE = BASE_SUITE.replace("def test_gone", "def test_new")
+
+
+class Answers:
+    """FakeOllama answers the prompt's letter with a score the test sets between runs."""
+
+    def __init__(self) -> None:
+        self.scores = {"a": "0.9", "b": "0.9"}
+
+    def __call__(self, request: RecordedRequest) -> str:
+        return self.scores[request.messages[-1]["content"]]
+
+
+@pytest.fixture
+def answers() -> Answers:
+    return Answers()
+
+
+@pytest.fixture
+def fake(answers: Answers) -> Iterator[FakeOllama]:
+    # 100 ms per answer keeps p50 latency steady enough for the default factor of 2
+    with FakeOllama(answers, first_token_delay=0.1) as server:
+        yield server
+
+
+def run(pytester: pytest.Pytester, fake: FakeOllama, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(f"--llm-host={fake.url}", "-p", "no:cacheprovider", *args)
+
+
+def make_baseline(pytester: pytest.Pytester, fake: FakeOllama) -> Path:
+    test_file = pytester.makepyfile(BASE_SUITE)
+    baseline = pytester.path / "baseline.json"
+    run(pytester, fake, f"--llm-report={baseline}").assert_outcomes(passed=3)
+    test_file.write_text(NEW_SUITE)
+    return baseline
+
+
+def test_a_failing_test_and_a_score_drop_fail_the_session(
+    pytester: pytest.Pytester, fake: FakeOllama, answers: Answers
+) -> None:
+    baseline = make_baseline(pytester, fake)
+    answers.scores = {"a": "0.1", "b": "0.7"}
+    result = run(pytester, fake, "-n", "4", f"--llm-baseline={baseline}")
+    result.assert_outcomes(passed=2, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    module = "test_a_failing_test_and_a_score_drop_fail_the_session.py"
+    result.stdout.fnmatch_lines(
+        [
+            f"baseline gate FAILED with 3 regression(s) (baseline {baseline}; max score drop 0.1,"
+            " max latency factor x2)",
+            "  regression   test or model * baseline  now * allowed",
+            f"  now failing  {module}::test_a  passed    failed        must pass",
+            f"  score drop   {module}::test_a  0.90      0.10 (-0.80)  drop <= 0.1",
+            f"  score drop   {module}::test_b  0.90      0.70 (-0.20)  drop <= 0.1",
+            "new tests (1, not gated):",
+            f"  {module}::test_new",
+            "removed tests (1, not gated):",
+            f"  {module}::test_gone",
+        ]
+    )
+
+
+def test_a_score_drop_alone_fails_the_gate_and_a_loose_limit_passes_it(
+    pytester: pytest.Pytester, fake: FakeOllama, answers: Answers
+) -> None:
+    baseline = make_baseline(pytester, fake)
+    answers.scores = {"a": "0.9", "b": "0.7"}
+    result = run(pytester, fake, "-n", "4", f"--llm-baseline={baseline}")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # every test passed: the gate failed it
+    result.stdout.fnmatch_lines(
+        ["baseline gate FAILED with 1 regression(s)*", "  score drop *test_b*"]
+    )
+
+    pytester.makeini("[pytest]\nllm_max_score_drop = 0.25\n")
+    result = run(pytester, fake, "-n", "4", f"--llm-baseline={baseline}")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["baseline gate passed (baseline *; max score drop 0.25, *)"])
+
+
+def test_latency_growth_beyond_the_factor_fails_the_gate(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    baseline = make_baseline(pytester, fake)
+    doc = json.loads(baseline.read_text())
+    doc["models"]["llama3.2"]["p50_ms"] = 10.0  # as if main answered ten times faster
+    baseline.write_text(json.dumps(doc))
+    result = run(pytester, fake, f"--llm-baseline={baseline}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["  latency * llama3.2 p50 * 10 ms * ms (x*) * x2"])
+    result = run(pytester, fake, f"--llm-baseline={baseline}", "--llm-max-latency-factor=100")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_the_html_report_shows_the_baseline(
+    pytester: pytest.Pytester, fake: FakeOllama, answers: Answers
+) -> None:
+    baseline = make_baseline(pytester, fake)
+    answers.scores = {"a": "0.1", "b": "0.9"}
+    html = pytester.path / "r.html"
+    run(pytester, fake, f"--llm-baseline={baseline}", f"--llm-html={html}")
+    page = html.read_text()
+    assert "baseline gate FAILED with 2 regression(s)" in page
+    assert "grey: baseline, colour: this run" in page and "llama3.2, baseline: 100%" in page
+    assert "llama3.2, this run: 67%" in page  # 2 of 3 tests passed
+
+
+def test_a_bad_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    missing = pytester.path / "nope.json"
+    result = pytester.runpytest(f"--llm-baseline={missing}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"*--llm-baseline='{missing}': no such file; write one with --llm-report PATH*"]
+    )
+
+
+# --- compare() -----------------------------------------------------------------------------
+
+
+def doc(*tests: dict[str, Any], p50: float | None = 100.0) -> dict[str, Any]:
+    return {"tests": list(tests), "models": {"m": {"p50_ms": p50}}}
+
+
+def rec(nodeid: str, outcome: str = "passed", score: float | None = None) -> dict[str, Any]:
+    return {"nodeid": nodeid, "outcome": outcome, "score": score}
+
+
+def test_compare_lists_regressions_new_and_removed() -> None:
+    before = doc(rec("a"), rec("b", score=0.8), rec("c"), rec("d", "failed"), rec("gone"))
+    now = doc(
+        rec("a", "error"),
+        rec("b", score=0.7),  # a drop of exactly the limit is allowed
+        rec("c", "skipped"),  # not a regression
+        rec("d", "failed"),  # failed before too
+        rec("new", "failed"),
+        p50=250.0,
+    )
+    comparison = compare(before, now, Limits(max_score_drop=0.1, max_latency_factor=2.0))
+    assert [(r.kind, r.subject, r.now) for r in comparison.regressions] == [
+        ("now failing", "a", "error"),
+        ("latency", "m p50", "250 ms (x2.5)"),
+    ]
+    assert comparison.new == ("new",) and comparison.removed == ("gone",)
+    assert comparison.failed
+    assert not compare(before, before).failed
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"max_score_drop=1\.5: expected a number in \[0, 1\]"):
+        Limits(max_score_drop=1.5)
+    with pytest.raises(ValueError, match=r"max_latency_factor=0\.9: expected a number >= 1"):
+        Limits(max_latency_factor=0.9)
