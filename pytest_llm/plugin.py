@@ -25,21 +25,26 @@ from .config import (
     resolve,
     split_hosts,
 )
-from .errors import BackendError, CassetteError, ConfigError
+from .errors import BackendError, CassetteError, ConfigError, JudgeError
 from .harness import Harness
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
+from .sampling import PROPERTY as SAMPLES_PROPERTY
+from .sampling import SamplingSection
+from .scorers import EmbeddingCache
+from .scoring import activated
 from .xdist import XdistHooks, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
 POOL_KEY = pytest.StashKey[BackendPool]()
 ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
+EMBEDDINGS_KEY = pytest.StashKey[EmbeddingCache]()
 HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
-INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError)
+INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
 
 _OPTION_HELP = {
     "model": "model to test (default: llama3.2)",
@@ -96,6 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL_KEY] = BackendPool()
+    config.stash[EMBEDDINGS_KEY] = EmbeddingCache()
+    if worker_id(config) is None:  # the sampling summary prints on the controller only
+        config.pluginmanager.register(SamplingSection(), "llm-sampling")
     try:
         config.stash[RECORDER_KEY] = _recorder(config)
     except ConfigError as exc:
@@ -160,9 +168,30 @@ def llm(
     def record(result: LLMResult) -> None:
         records.append(result.summary())
 
-    yield Harness(llm_config, backend=backend_for, on_result=record)
-    if records:  # before the teardown report is made, so it (and JUnit XML, xdist) carries them
-        request.node.user_properties.append(("llm", json.dumps(records, sort_keys=True)))
+    scores: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    harness = Harness(
+        llm_config,
+        backend=backend_for,
+        on_result=record,
+        on_score=lambda score, result: scores.append({**score.as_dict(), "model": result.model}),
+        on_sample=lambda outcome: samples.append(outcome.summary()),
+        # with a cassette the cache is the test's own, so that its cassette holds every vector
+        embeddings=None if _llm_cassette is not None else request.config.stash[EMBEDDINGS_KEY],
+    )
+    with activated(harness):  # where assert_score, assert_similar and judge() find it
+        yield harness
+    for name, items in (("llm", records), ("llm_scores", scores), (SAMPLES_PROPERTY, samples)):
+        if items:  # before the teardown report is made, so it (and JUnit XML, xdist) carry them
+            text = json.dumps(items, sort_keys=True, default=str)
+            request.node.user_properties.append((name, text))
+
+
+@pytest.fixture
+def llm_judge(llm: Harness) -> Harness:
+    """A ``Harness`` for the judge model (``judge_model``) on the test's servers; its calls
+    are recorded with the test's. ``pytest_llm.scorers.judge(rubric, harness=llm_judge)``."""
+    return llm.for_judge()
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ harness in use, see :func:`~pytest_llm.scoring.active_harness`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
-import statistics
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -187,7 +187,10 @@ def schema_conformance(schema: Schema) -> TextScorer:
     key under ``additionalProperties: false``) counts as one more invalid part. A
     non-object schema or value scores 1 when it conforms and 0 otherwise.
     """
-    fields_of: list[tuple[list[str], set[str]]] = []  # computed on first use (lazy pydantic)
+
+    @functools.cache  # on first use: pydantic is imported lazily
+    def fields() -> tuple[list[str], set[str]]:
+        return _schema_fields(schema)
 
     def measure(text: str) -> tuple[float, str, dict[str, Any]]:
         try:
@@ -195,9 +198,7 @@ def schema_conformance(schema: Schema) -> TextScorer:
         except Rejected as exc:
             return 0.0, str(exc), {"invalid": {}, "missing": []}
         _, errors = conform(value, schema)
-        if not fields_of:
-            fields_of.append(_schema_fields(schema))
-        required, declared = fields_of[0]
+        required, declared = fields()
         if not isinstance(value, dict):
             listing = "; ".join(f"{p}: {m}" for p, m in errors)
             return (0.0, listing, {}) if errors else (1.0, "conforms", {})
@@ -421,6 +422,8 @@ class Judge:
     name: str = "judge"
 
     def __call__(self, output: LLMResult | str, /) -> Score:
+        import statistics
+
         harness = self.harness or _harness_for("judge()").for_judge(self.model)
         messages = judge_messages(self.rubric, text_of(output), self.reference)
         seed = harness.config.seed
