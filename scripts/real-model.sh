@@ -103,7 +103,7 @@ BASE_URL="http://127.0.0.1:${PORT}/v1"
 REAL_LANE_API_KEY=$("$PYTHON" -c "import secrets; print(secrets.token_hex(16))")
 export REAL_LANE_API_KEY
 "$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --model_alias smollm2 \
-    --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --api_key "$REAL_LANE_API_KEY" \
+    --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --interrupt_requests False --api_key "$REAL_LANE_API_KEY" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

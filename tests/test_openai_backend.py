@@ -388,6 +388,13 @@ def test_a_stream_that_just_ends_is_an_error() -> None:
         mocked(sse(delta("half an"))).chat(request())
 
 
+def test_done_without_a_finish_reason_is_an_interrupted_answer() -> None:
+    # llama.cpp's server ends a request it interrupts with [DONE] and no finish_reason
+    with pytest.raises(BackendResponseError, match="interrupted it") as info:
+        mocked(sse(delta(""), "[DONE]")).chat(request())
+    assert info.value.retryable
+
+
 def test_garbled_stream_is_a_response_error() -> None:
     with pytest.raises(BackendResponseError, match="broke during the answer"):
         mocked(b"data: {not json\n\n").chat(request())

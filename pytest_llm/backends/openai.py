@@ -205,9 +205,15 @@ class OpenAIBackend:
                 if time.perf_counter() - start > self.timeout_seconds:
                     raise BackendTimeout(self._timeout_message(model))
         duration_ms = (time.perf_counter() - start) * 1000
-        if not done and finish_reason is None:
+        if finish_reason is None:  # cut off: [DONE] alone is not a finished answer
             raise BackendResponseError(
-                f"{self.host} ended the answer of {model!r} without a finish_reason or [DONE]"
+                f"{self.host} ended the answer of {model!r} without a finish_reason"
+                + (
+                    " (the server interrupted it, e.g. llama.cpp's server does when another"
+                    " request arrives unless started with --interrupt_requests False)"
+                    if done
+                    else " or [DONE]"
+                )
             )
         return Completion(
             content="".join(parts),
