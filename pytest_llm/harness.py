@@ -105,6 +105,7 @@ class Harness:
         ``check`` receives the parsed JSON when a schema or ``json_mode`` is set,
         otherwise the text; it rejects by raising or returning ``False``.
         """
+        __tracebackhide__ = True  # failures point at the test, not at the loop
         call = self._prepare(prompt_or_messages, system, schema, check, scorer, model, options)
         return self._run(call)
 
@@ -124,12 +125,17 @@ class Harness:
         Results come back in input order. Every call runs to its end; then the
         first failure, in input order, is raised.
         """
+        __tracebackhide__ = True  # failures point at the test, not at the loop
         calls = [self._prepare(p, system, schema, check, scorer, model, options) for p in prompts]
         if not calls:
             return []
         workers = min(calls[0].config.concurrency, len(calls))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm") as pool:
             futures = [pool.submit(self._run, call) for call in calls]
+        for future in futures:
+            error = future.exception()
+            if error is not None:  # without the executor's frames: they explain nothing
+                raise error.with_traceback(None)
         return [future.result() for future in futures]
 
     def sample(
@@ -156,6 +162,7 @@ class Harness:
         certain. Returns the :class:`~pytest_llm.sampling.SampleResult` when at least
         ``min_pass_rate`` of ``n`` pass; raises :class:`~pytest_llm.PassRateTooLow` otherwise.
         """
+        __tracebackhide__ = True  # failures point at the test, not at the loop
         options = {"max_retries": 0, "escalate_to": (), **options}
         first = self._prepare(
             prompt_or_messages, system, schema, check, scorer, model, options, sample=0
@@ -188,6 +195,7 @@ class Harness:
 
     def score(self, result: LLMResult, scorer: Scorer, *, min_score: float | None = None) -> Score:
         """Score ``result`` without the retry loop; ``passed`` is judged against ``min_score``."""
+        __tracebackhide__ = True  # failures point at the test, not at the loop
         threshold = self.config.min_score if min_score is None else min_score
         return self._score(scorer, result, threshold, self.config)
 
@@ -258,6 +266,7 @@ class Harness:
         )
 
     def _run(self, call: _Call) -> LLMResult:
+        __tracebackhide__ = True  # failures point at the test, not at the loop
         cfg = call.config
         attempts: list[Attempt] = []
         route: list[str] = []

@@ -11,11 +11,22 @@
 #      answers of both runs compared: they must be identical;
 #   5. one line: REAL-MODEL LANE: PASSED or FAILED. The server is stopped however this ends.
 #
+# `scripts/real-model.sh --record-examples` serves the model the same way but, instead of
+# steps 3-4, re-records examples/cassettes and examples/__snapshots__ live, then replays
+# `pytest examples` with the server stopped (commit the result).
+#
 # The tests run with the Python that calls this script ($PYTHON, default `python`), which
 # must have pytest-llm installed (.ci/run's .venv). Work files go to $REAL_MODEL_WORKDIR
 # (default: a new temporary directory, removed when the lane passes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+RECORD_EXAMPLES=0
+case "${1:-}" in
+    "") ;;
+    --record-examples) RECORD_EXAMPLES=1 ;;
+    *) echo "usage: $0 [--record-examples]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python}
 VENV=${REAL_MODEL_VENV:-.venv-real}
@@ -102,7 +113,7 @@ BASE_URL="http://127.0.0.1:${PORT}/v1"
 # the key lives in this variable only; the tests are told its name, never its value
 REAL_LANE_API_KEY=$("$PYTHON" -c "import secrets; print(secrets.token_hex(16))")
 export REAL_LANE_API_KEY
-"$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --model_alias smollm2 \
+"$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --model_alias smollm2:135m \
     --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --interrupt_requests False --api_key "$REAL_LANE_API_KEY" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -133,6 +144,18 @@ EOF
     fail "the llama.cpp server did not come up at ${BASE_URL} (log: $WORK/server.log)"
 fi
 echo "serving model '${MODEL}' from ${GGUF}"
+
+if [[ $RECORD_EXAMPLES == 1 ]]; then
+    step "re-recording the examples live (record mode all)"
+    timeout "$PYTEST_TIMEOUT" "$PYTHON" -m pytest examples -p no:cacheprovider \
+        --llm-record-mode=all --snapshot-update "--llm-host=${BASE_URL}" \
+        --llm-api-key-env=REAL_LANE_API_KEY --llm-timeout=120
+    stop_server
+    step "replaying the examples with the server stopped"
+    timeout "$PYTEST_TIMEOUT" "$PYTHON" -m pytest examples -p no:cacheprovider
+    STEP="done"
+    exit 0
+fi
 
 # --- 3. live, recording --------------------------------------------------------------------
 COMMON=(tests/real -p no:cacheprovider --llm-backend=openai
