@@ -96,3 +96,14 @@ def test_check_rejects_by_false_or_raising() -> None:
     with pytest.raises(Rejected, match="must_be_upper rejected the output: expected upper case"):
         validate("lower", check=must_be_upper)
     assert validate("OK", check=must_be_upper) is None
+
+
+def test_a_rewritten_assertion_reaches_the_model_as_its_first_line() -> None:
+    # pytest's assertion rewriting appends "where ... = <built-in method ... at 0x...>" lines;
+    # they would make every retry prompt (and its cassette key) unique
+    def mentions_paris(text: str) -> None:
+        raise AssertionError("must name Paris\nassert 'paris' in 'x'\n +  where 'x' = <at 0x7f>")
+
+    with pytest.raises(Rejected) as info:
+        validate("Lyon", check=mentions_paris)
+    assert str(info.value) == "check mentions_paris rejected the output: must name Paris"
