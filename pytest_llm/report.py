@@ -48,7 +48,8 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
         "calls": 32, "tokens_in": 320, "tokens_out": 640,
         "retries": 1, "escalations": 0, "cached": 0,
         "model_ms": 8021.3,                  # sum of model time over every call and attempt
-        "parallelism": 3.27                  # model time / wall time
+        "parallelism": 3.27                  # live model time / wall time; null when every
+                                             # call was replayed (its time was recorded)
       },
       "models": {                            # keyed by the model that answered
         "llama3.2": {
@@ -386,6 +387,7 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
     """Session totals: see ``totals`` in the schema."""
     calls = [c for t in tests for c in t["llm"]]
     model_ms = sum(_model_ms(c) for c in calls)
+    live_ms = sum(_model_ms(c) for c in calls if not c.get("cached"))
     outcomes = [t["outcome"] for t in tests]
     return {
         "tests": len(tests),
@@ -403,7 +405,7 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
         "escalations": sum(1 for c in calls if len(_route(c)) > 1),
         "cached": sum(1 for c in calls if c.get("cached")),
         "model_ms": round(model_ms, 3),
-        "parallelism": round(model_ms / 1000 / wall_s, 3) if wall_s > 0 else None,
+        "parallelism": round(live_ms / 1000 / wall_s, 3) if wall_s > 0 and live_ms else None,
     }
 
 
@@ -767,14 +769,7 @@ def summary_lines(
         )
     )
     workers = f" on {len(run['workers'])} workers" if run["workers"] else ""
-    parallel = totals["parallelism"]
-    lines.append(
-        (
-            f"model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall"
-            f"{workers}: x{parallel or 0:.2f} from parallelism",
-            None,
-        )
-    )
+    lines.append((f"{model_time(totals, run)}{workers}: {parallelism(totals)}", None))
     lines += [(line, None) for line in host_lines(doc)]
     lines += [(line, "red") for line in down_lines(doc)]
     if comparison is not None:
@@ -798,6 +793,18 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join([row(header), row(["---"] * len(header)), *map(row, rows)]) + "\n"
 
 
+def model_time(totals: Mapping[str, Any], run: Mapping[str, Any]) -> str:
+    return f"model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall"
+
+
+def parallelism(totals: Mapping[str, Any]) -> str:
+    """How much parallelism bought, over live calls only (replayed ones cost no model time)."""
+    if totals["parallelism"] is None:
+        return "every call replayed from cassettes" if totals["cached"] else "no model calls"
+    replayed = f", {totals['cached']} replayed calls left out" if totals["cached"] else ""
+    return f"x{totals['parallelism']:.2f} from parallelism{replayed}"
+
+
 def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
     """The GitHub step summary: per-model table, totals, hosts down and the baseline gate."""
     totals, run = doc["totals"], doc["run"]
@@ -806,8 +813,7 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         _markdown_table(*model_rows(doc)) if doc["models"] else "",
         f"\n{totals['llm_tests']} of {totals['tests']} tests called a model: "
         f"{totals['calls']} calls, {totals['tokens_in']} tokens in, {totals['tokens_out']} "
-        f"tokens out. Model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s "
-        f"wall (x{totals['parallelism'] or 0:.2f} from parallelism).\n",
+        f"tokens out. {model_time(totals, run).capitalize()} ({parallelism(totals)}).\n",
     ]
     parts += [f"\n**{line}**\n" for line in down_lines(doc)]
     if comparison is not None:

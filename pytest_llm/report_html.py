@@ -20,7 +20,9 @@ from .report import (
     fmt,
     gate_title,
     model_rows,
+    model_time,
     outcome_counts,
+    parallelism,
     percentile,
     regression_rows,
     scored,
@@ -79,9 +81,8 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">{escape(doc["created"])} · {totals["llm_tests"]} of '
         f"{totals['tests']} tests called a model · {totals['calls']} calls · "
-        f"{totals['tokens_in']} tokens in, {totals['tokens_out']} out · model time "
-        f"{totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall "
-        f"(x{totals['parallelism'] or 0:.2f} from parallelism)</p>",
+        f"{totals['tokens_in']} tokens in, {totals['tokens_out']} out · "
+        f"{escape(model_time(totals, run))} ({escape(parallelism(totals))})</p>",
     ]
     parts += [f'<div class="box fail">{escape(line)}</div>' for line in down_lines(doc)]
     if comparison is not None:

@@ -16,6 +16,7 @@ from pytest_llm.report import (
     TestRecord,
     load_report,
     model_figures,
+    parallelism,
     percentile,
     public_host,
     run_totals,
@@ -387,8 +388,13 @@ def test_model_figures_and_totals_from_records() -> None:
     assert figures["big"]["p50_ms"] == 300.0 and figures["big"]["p50_ttft_ms"] == 150.0
     totals = run_totals(tests, wall_s=0.2)
     assert totals["tests"] == 3 and totals["llm_tests"] == 2 and totals["skipped"] == 1
-    assert totals["calls"] == 2 and totals["model_ms"] == 400.0 and totals["parallelism"] == 2.0
+    assert totals["calls"] == 2 and totals["model_ms"] == 400.0
+    assert totals["parallelism"] == 0.5  # live model time only: the replayed 300 ms cost nothing
     assert totals["escalations"] == 1 and totals["cached"] == 1 and totals["tokens_out"] == 6
+    assert parallelism(totals) == "x0.50 from parallelism, 1 replayed calls left out"
+    replayed_only = run_totals([record_b.as_json()], wall_s=0.2)
+    assert replayed_only["parallelism"] is None
+    assert parallelism(replayed_only) == "every call replayed from cassettes"
 
 
 @pytest.mark.parametrize(
