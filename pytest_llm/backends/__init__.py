@@ -57,6 +57,14 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def timeout_message(model: str, host: str, timeout_seconds: float) -> str:
+    """What every backend says when an answer takes too long, with how to allow more time."""
+    return (
+        f"no answer from {model!r} at {host} within timeout_seconds={timeout_seconds:g}; "
+        "raise it with @pytest.mark.llm(timeout_seconds=...) or --llm-timeout"
+    )
+
+
 _FACTORIES: dict[str, str] = {
     "ollama": "pytest_llm.backends.ollama:OllamaBackend",
     "openai": "pytest_llm.backends.openai:OpenAIBackend",

@@ -20,7 +20,7 @@ from ..errors import (
     ModelNotFound,
 )
 from ..result import Completion
-from . import ChatRequest
+from . import ChatRequest, timeout_message
 
 __all__ = ["OllamaBackend"]
 
@@ -130,11 +130,7 @@ class OllamaBackend:
         self._client.close()  # type: ignore[no-untyped-call]
 
     def _timeout_message(self, model: str) -> str:
-        return (
-            f"no answer from {model!r} at {self.host} within timeout_seconds="
-            f"{self.timeout_seconds:g}; raise it with @pytest.mark.llm(timeout_seconds=...) "
-            "or --llm-timeout"
-        )
+        return timeout_message(model, self.host, self.timeout_seconds)
 
     def _convert(self, exc: Exception, model: str) -> BackendError:
         """Map ``ollama``/``httpx`` exceptions to ours: the single place that knows them."""

@@ -50,7 +50,7 @@ from ..errors import (
     ModelNotFound,
 )
 from ..result import Completion
-from . import ChatRequest
+from . import ChatRequest, timeout_message
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
@@ -234,11 +234,7 @@ class OpenAIBackend:
     # --- errors ----------------------------------------------------------------------------
 
     def _timeout_message(self, model: str) -> str:
-        return (
-            f"no answer from {model!r} at {self.host} within timeout_seconds="
-            f"{self.timeout_seconds:g}; raise it with @pytest.mark.llm(timeout_seconds=...) "
-            "or --llm-timeout"
-        )
+        return timeout_message(model, self.host, self.timeout_seconds)
 
     def _convert(self, exc: Exception, model: str) -> BackendError:
         """Map HTTP statuses and ``httpx`` exceptions to ours: the single place that knows them."""
