@@ -41,11 +41,13 @@ __all__ = [
     "TextScorer",
     "contains_all",
     "contains_any",
+    "cosine_similarity",
     "embedding_similarity",
     "exact_match",
     "judge",
     "judge_messages",
     "length_between",
+    "lexical_ratio",
     "lexical_similarity",
     "matches_regex",
     "schema_conformance",
@@ -260,7 +262,7 @@ def length_between(
 _WORD = re.compile(r"\w+")
 
 
-def _lexical(a: str, b: str) -> float:
+def lexical_ratio(a: str, b: str) -> float:
     """Word-level similarity ``2·LCS / (len a + len b)`` (what difflib's ratio approximates).
 
     Case and punctuation are ignored; texts without words are compared by characters.
@@ -279,7 +281,7 @@ def lexical_similarity(reference: str) -> TextScorer:
     """Word overlap with ``reference`` in order (longest common subsequence), in [0, 1]."""
 
     def measure(text: str) -> tuple[float, str, dict[str, Any]]:
-        value = _lexical(text, reference)
+        value = lexical_ratio(text, reference)
         return value, f"lexical similarity {value:.2f} to {_shown(reference)}", {}
 
     return TextScorer("lexical_similarity", measure)
@@ -323,7 +325,8 @@ class EmbeddingCache:
         return [list(known[key]) for key in keys]
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
+    """The cosine of the angle between two embedding vectors, in [-1, 1]."""
     if len(a) != len(b):
         raise BackendResponseError(f"embeddings of different lengths ({len(a)} and {len(b)})")
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
@@ -352,7 +355,7 @@ class EmbeddingSimilarity:
         harness = _harness_for(self.name)
         texts = [_wire_text(self.reference), _wire_text(text_of(output))]
         reference_vector, output_vector = harness.embed(texts, model=self.model)
-        cosine = _cosine(reference_vector, output_vector)
+        cosine = cosine_similarity(reference_vector, output_vector)
         return Score(
             value=min(1.0, max(0.0, cosine)),
             name=self.name,

@@ -42,7 +42,7 @@ from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, Seri
 from ._files import write_text_atomic
 from .errors import ConfigError, LLMError
 from .result import LLMResult
-from .scorers import DEFAULT_EMBEDDING_MODEL, _cosine, _lexical
+from .scorers import DEFAULT_EMBEDDING_MODEL, cosine_similarity, lexical_ratio
 from .validation import Rejected, format_path, parse_json
 
 __all__ = [
@@ -211,12 +211,12 @@ def compare(
             False, f"the structure differs: {shown}" + (f" (+{more} more)" if more > 0 else "")
         )
     if mode == "lexical":
-        similarity, source = _lexical(snapshot.body, answer.body), ""
+        similarity, source = lexical_ratio(snapshot.body, answer.body), ""
     else:
         if embed is None:
             raise ConfigError("embedding comparison needs the llm_snapshot fixture (a backend)")
         vectors = embed(comparison.embedding_model, [snapshot.body, answer.body])
-        similarity = _cosine(vectors[0], vectors[1])
+        similarity = cosine_similarity(vectors[0], vectors[1])
         source = f" (embeddings of {comparison.embedding_model})"
     passed = similarity >= threshold
     verdict = ">=" if passed else "<"
