@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .errors import QualityFailure, ScoreTooLow
 from .result import LLMResult
 from .scorers import DEFAULT_EMBEDDING_MODEL, embedding_similarity, lexical_similarity
-from .scoring import Score, Scorer, active_harness, as_result, run_scorer
+from .scoring import Score, Scorer, active_harness, as_result, run_scorer, text_of
 from .validation import Rejected, Schema, conform, parse_json
 
 __all__ = [
@@ -24,10 +24,6 @@ __all__ = [
 _SHOWN = 500
 
 
-def _text(output: LLMResult | str) -> str:
-    return output.content if isinstance(output, LLMResult) else str(output)
-
-
 def _origin(output: object) -> str:
     return f" (from model {output.model})" if isinstance(output, LLMResult) else ""
 
@@ -40,7 +36,7 @@ def assert_json(output: LLMResult | str) -> Any:
     """The output parses as JSON (a fenced code block is accepted); returns the value."""
     __tracebackhide__ = True
     try:
-        return parse_json(_text(output))
+        return parse_json(text_of(output))
     except Rejected as exc:
         raise QualityFailure(f"expected JSON{_origin(output)}, but {exc}") from None
 
@@ -65,7 +61,7 @@ def assert_schema(output: LLMResult | str | Any, schema: Schema) -> Any:
     if errors:
         name = getattr(schema, "__name__", None) or schema.get("title", "the JSON Schema")  # type: ignore[union-attr]
         listing = "\n".join(f"  {path}: {message}" for path, message in errors)
-        got = _text(output) if isinstance(output, LLMResult | str) else repr(value)
+        got = text_of(output) if isinstance(output, LLMResult | str) else repr(value)
         raise QualityFailure(
             f"expected output matching {name}{_origin(output)}; {len(errors)} error(s):\n"
             f"{listing}\ngot: {_shown(got)}"
@@ -78,7 +74,7 @@ def assert_contains(output: LLMResult | str, *substrings: str, case_sensitive: b
     __tracebackhide__ = True
     if not substrings:
         raise TypeError("assert_contains needs at least one substring")
-    text = _text(output)
+    text = text_of(output)
     haystack = text if case_sensitive else text.casefold()
     missing = [s for s in substrings if (s if case_sensitive else s.casefold()) not in haystack]
     if missing:
@@ -94,7 +90,7 @@ def assert_matches(
 ) -> re.Match[str]:
     """The regular expression ``pattern`` matches somewhere in the output; returns the match."""
     __tracebackhide__ = True
-    text = _text(output)
+    text = text_of(output)
     compiled = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
     match = compiled.search(text)
     if match is None:

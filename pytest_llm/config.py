@@ -54,8 +54,10 @@ class HarnessConfig:
     def __post_init__(self) -> None:
         if isinstance(self.escalate_to, str):
             object.__setattr__(self, "escalate_to", (self.escalate_to,))
-        elif not isinstance(self.escalate_to, tuple):
+        elif isinstance(self.escalate_to, list):
             object.__setattr__(self, "escalate_to", tuple(self.escalate_to))
+        elif not isinstance(self.escalate_to, tuple):
+            raise _fail("escalate_to", self.escalate_to, "a model name or a list of names")
         _validate(self)
 
     def replace(self, **changes: Any) -> HarnessConfig:

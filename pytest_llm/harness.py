@@ -7,6 +7,7 @@ single, synchronous code path.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .backends import Backend, BackendPool, ChatRequest
-from .config import HarnessConfig, check_field_names
+from .config import HarnessConfig
 from .errors import (
     BackendError,
     ConfigError,
+    LLMError,
     OutputInvalid,
     PassRateTooLow,
     QualityFailure,
@@ -48,6 +50,10 @@ class _Call:
     check: Check | None
     scorer: Scorer | None
     sample: int | None = None
+    models: tuple[str, ...] = ()
+    """The route to try (``model`` then ``escalate_to``; ``sample`` may narrow it)."""
+    answers: int = 1
+    """Answers to judge per model before moving on (``1 + max_retries``, or fewer)."""
 
 
 class Harness:
@@ -72,9 +78,7 @@ class Harness:
         if backend is None:
             self._own_pool = BackendPool()
             pool = self._own_pool
-            self._backend_for: Callable[[HarnessConfig], Backend] = lambda c: pool.get(
-                c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
-            )
+            self._backend_for: Callable[[HarnessConfig], Backend] = pool.for_config
         elif callable(backend) and not isinstance(backend, Backend):
             self._backend_for = backend
         else:
@@ -131,11 +135,12 @@ class Harness:
             return []
         workers = min(calls[0].config.concurrency, len(calls))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm") as pool:
-            futures = [pool.submit(self._run, call) for call in calls]
-        for future in futures:
-            error = future.exception()
-            if error is not None:  # without the executor's frames: they explain nothing
-                raise error.with_traceback(None)
+            # each call sees this thread's context (the active harness for model-backed checks)
+            futures = [pool.submit(contextvars.copy_context().run, self._run, c) for c in calls]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:  # "could not test" outranks "tested and failed", as in a single chat
+            first = next((e for e in errors if not isinstance(e, QualityFailure)), errors[0])
+            raise first.with_traceback(None) if isinstance(first, LLMError) else first
         return [future.result() for future in futures]
 
     def sample(
@@ -163,11 +168,16 @@ class Harness:
         ``min_pass_rate`` of ``n`` pass; raises :class:`~pytest_llm.PassRateTooLow` otherwise.
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
-        options = {"max_retries": 0, "escalate_to": (), **options}
         first = self._prepare(
             prompt_or_messages, system, schema, check, scorer, model, options, sample=0
         )
         cfg = first.config
+        # one answer per sample unless the caller asks for re-asks; the config (transport
+        # retries, judges) stays the test's
+        reask = cfg.replace(
+            max_retries=options.get("max_retries", 0), escalate_to=options.get("escalate_to", ())
+        )
+        first = replace(first, models=reask.models, answers=reask.max_retries + 1)
         count = cfg.samples if n is None else n
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ConfigError(f"sample(n={n!r}) is invalid: expected an integer >= 1")
@@ -250,7 +260,6 @@ class Harness:
         options: Mapping[str, Any],
         sample: int | None = None,
     ) -> _Call:
-        check_field_names(options)
         overrides = dict(options)
         if model is not None:
             overrides["model"] = model
@@ -263,20 +272,27 @@ class Harness:
             check=check,
             scorer=scorer,
             sample=sample,
+            models=config.models,
+            answers=config.max_retries + 1,
         )
 
     def _run(self, call: _Call) -> LLMResult:
+        """Judge up to ``call.answers`` answers per model along ``call.models``.
+
+        A retryable transport fault is tried again after a growing pause; after
+        ``max_retries`` of them in a row it is raised (a test error). Invalid or
+        low-scoring answers are re-asked with the reason, then the next model is tried.
+        """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         cfg = call.config
+        backend = self._backend_for(cfg)
         attempts: list[Attempt] = []
         route: list[str] = []
-        for model in cfg.models:
+        for model in call.models:
             route.append(model)
-            backend = self._backend_for(cfg)
             conversation = list(call.messages)
-            transport_failures = 0
-            last_error: BackendError | None = None
-            for _ in range(cfg.max_retries + 1):
+            answers = transport_failures = 0
+            while answers < call.answers:
                 if transport_failures:
                     delay = cfg.retry_delay_seconds * 2 ** (transport_failures - 1)
                     time.sleep(min(delay, _MAX_BACKOFF_SECONDS))
@@ -287,12 +303,14 @@ class Harness:
                     if not exc.retryable:
                         raise
                     transport_failures += 1
-                    last_error = exc
                     attempts.append(
                         Attempt(model=model, output="", error=str(exc), rejected="transport")
                     )
+                    if transport_failures > cfg.max_retries:
+                        exc.args = (f"{exc} (gave up after {transport_failures} attempt(s))",)
+                        raise
                     continue
-                transport_failures, last_error = 0, None
+                answers, transport_failures = answers + 1, 0
                 outcome = self._judge(call, completion, attempts, route)
                 if isinstance(outcome, LLMResult):
                     self._report(outcome)
@@ -301,10 +319,6 @@ class Harness:
                     {"role": "assistant", "content": completion.content},
                     {"role": "user", "content": outcome},
                 ]
-            if last_error is not None:  # retries ran out while the server was failing
-                calls = cfg.max_retries + 1
-                last_error.args = (f"{last_error} (gave up after {calls} attempt(s))",)
-                raise last_error
         raise self._failure(call, attempts, route)
 
     def _request(
@@ -348,19 +362,19 @@ class Harness:
                 "Answer the original request again, fixing exactly this problem."
                 + (" Reply with JSON only." if call.format is not None else "")
             )
-        result = _result(completion, parsed, [*attempts, _attempt(completion)], route)
+        result = _result(completion, [*attempts, _attempt(completion)], route, parsed=parsed)
         if call.scorer is None:
             return result
         score = self._score(call.scorer, result, cfg.min_score, cfg)
-        if not score.passed:
+        if not score.passed and score.threshold is not None:
             rejected = _attempt(completion, error=str(score), rejected="score", score=score.value)
             attempts.append(rejected)
             return (
                 f"Your previous answer scored {score.value:.2f}, under the required "
-                f"{cfg.min_score:g}. {score.reason} Answer the original request again, better."
+                f"{score.threshold:g}. {score.reason} Answer the original request again, better."
             )
         final = _attempt(completion, score=score.value)
-        return _result(completion, parsed, [*attempts, final], route, score=score)
+        return _result(completion, [*attempts, final], route, parsed=parsed, score=score)
 
     def _score(
         self, scorer: Scorer, result: LLMResult, threshold: float | None, config: HarnessConfig
@@ -398,22 +412,8 @@ class Harness:
             self._on_result(result)
 
     def _failure(self, call: _Call, attempts: list[Attempt], route: list[str]) -> QualityFailure:
-        last = attempts[-1]
-        result = LLMResult(
-            content=last.output,
-            model=last.model,
-            tokens_in=last.tokens_in,
-            tokens_out=last.tokens_out,
-            duration_ms=last.duration_ms,
-            ttft_ms=last.ttft_ms,
-            success=False,
-            retries=len(attempts) - 1,
-            score=last.score,
-            attempts=tuple(attempts),
-            route=tuple(route),
-            load_ms=last.load_ms,
-            cached=last.cached,
-        )
+        last = attempts[-1]  # a rejected answer: transport faults end the loop by raising
+        result = _result(None, attempts, route, score=last.score)
         self._report(result)
         scored_out = last.rejected == "score"
         kind = "scored under min_score" if scored_out else "was rejected"
@@ -465,31 +465,37 @@ def _attempt(
 
 
 def _result(
-    completion: Completion,
-    parsed: Any,
+    completion: Completion | None,
     attempts: list[Attempt],
     route: list[str],
-    score: Score | None = None,
+    *,
+    parsed: Any = None,
+    score: Score | float | None = None,
 ) -> LLMResult:
-    metadata = {"done_reason": completion.done_reason, **completion.metadata}
-    if score is not None:
+    """The result of a call from its attempts: the last one is the accepted answer, or,
+    without ``completion`` (a failure), the last rejected one."""
+    last = attempts[-1]
+    metadata: dict[str, Any] = {"done_reason": last.done_reason}
+    if completion is not None:
+        metadata.update(completion.metadata)
+    if isinstance(score, Score):
         metadata["score"] = {"name": score.name, "reason": score.reason, "details": score.details}
     return LLMResult(
-        content=completion.content,
-        model=completion.model,
-        tokens_in=completion.tokens_in,
-        tokens_out=completion.tokens_out,
-        duration_ms=completion.duration_ms,
-        ttft_ms=completion.ttft_ms,
-        success=True,
+        content=last.output,
+        model=last.model,
+        tokens_in=last.tokens_in,
+        tokens_out=last.tokens_out,
+        duration_ms=last.duration_ms,
+        ttft_ms=last.ttft_ms,
+        success=completion is not None,
         retries=len(attempts) - 1,
-        score=None if score is None else score.value,
+        score=score.value if isinstance(score, Score) else score,
         metadata=metadata,
         parsed=parsed,
         attempts=tuple(attempts),
         route=tuple(route),
-        load_ms=completion.load_ms,
-        cached=completion.cached,
+        load_ms=last.load_ms,
+        cached=last.cached,
     )
 
 

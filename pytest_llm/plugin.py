@@ -131,13 +131,17 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, Any, Any]:
-    """Resolve each test's ``llm`` settings at collection: a bad marker is a collection error."""
+    """Check each test's ``llm`` settings at collection: a bad marker is a collection error.
+
+    They are resolved again at setup (``llm_config``), so markers added later by hooks or
+    ``request.applymarker`` count too.
+    """
     made = yield
     items = made if isinstance(made, list) else [made]
     for item in items:
         if isinstance(item, pytest.Function) and item.get_closest_marker("llm") is not None:
             try:
-                item.stash[ITEM_CONFIG_KEY] = _item_config(item)
+                _item_config(item)
             except ConfigError as exc:
                 raise collector.CollectError(f"{item.nodeid}: {exc}") from None
     return made
@@ -146,12 +150,8 @@ def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, An
 @pytest.fixture
 def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
-    item = request.node
-    config = item.stash.get(ITEM_CONFIG_KEY, None)
-    if config is None:
-        config = _item_config(item)
-        item.stash[ITEM_CONFIG_KEY] = config
-    assert isinstance(config, HarnessConfig)
+    config = _item_config(request.node)
+    request.node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
     return config
 
 
@@ -278,9 +278,7 @@ def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> Non
 
 def _backend(config: pytest.Config, c: HarnessConfig, cassette: Cassette | None) -> Backend:
     """The session's backend for ``c``, through the test's cassette when one is in use."""
-    backend = config.stash[POOL_KEY].get(
-        c.backend, c.host, timeout_seconds=c.timeout_seconds, api_key_env=c.api_key_env
-    )
+    backend = config.stash[POOL_KEY].for_config(c)
     return backend if cassette is None else cassette.wrap(backend)
 
 
@@ -312,14 +310,14 @@ def _recorder(config: pytest.Config) -> Recorder:
 
 
 def _item_config(item: pytest.Item) -> HarnessConfig:
-    markers = [dict(m.kwargs) for m in item.iter_markers("llm")]
-    for marker in item.iter_markers("llm"):
+    markers = list(item.iter_markers("llm"))
+    for marker in markers:
         if marker.args:
             raise ConfigError(
                 f"@pytest.mark.llm takes keyword arguments only, got {marker.args!r}; "
                 "write e.g. @pytest.mark.llm(model='llama3.2')"
             )
-    return resolve(base=item.config.stash[SETTINGS_KEY], markers=markers)
+    return resolve(base=item.config.stash[SETTINGS_KEY], markers=[m.kwargs for m in markers])
 
 
 def _one_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:

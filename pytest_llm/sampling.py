@@ -8,6 +8,7 @@ key) through :func:`run_samples`, which stops as soon as the verdict "at least
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -102,7 +103,8 @@ def run_samples(
         running: set[Future[Sample]] = set()
         while True:
             while started < n and len(running) < concurrency and not decided:
-                running.add(pool.submit(run_one, started))
+                # the caller's context travels along (the active harness, for model scorers)
+                running.add(pool.submit(contextvars.copy_context().run, run_one, started))
                 started += 1
             if not running:
                 break

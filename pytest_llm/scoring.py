@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .result import LLMResult
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Score",
     "Scorer",
-    "ScorerLike",
     "activated",
     "active_harness",
     "as_result",
@@ -49,15 +49,6 @@ class Score:
     def passed(self) -> bool:
         return self.threshold is None or self.value >= self.threshold
 
-    def with_threshold(self, threshold: float | None) -> Score:
-        return Score(
-            value=self.value,
-            name=self.name,
-            reason=self.reason,
-            threshold=threshold,
-            details=self.details,
-        )
-
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly record (the report's ``llm_scores`` entries); long reasons shortened."""
         reason = self.reason
@@ -88,9 +79,6 @@ class Scorer(Protocol):
     def __call__(self, result: LLMResult, /) -> Score | float: ...
 
 
-ScorerLike: TypeAlias = "Scorer"
-
-
 def scorer_name(scorer: object) -> str:
     return str(getattr(scorer, "name", None) or getattr(scorer, "__name__", type(scorer).__name__))
 
@@ -99,7 +87,7 @@ def run_scorer(scorer: Scorer, result: LLMResult, threshold: float | None = None
     """Call ``scorer`` and normalise what it returns to a ``Score`` with ``threshold``."""
     raw = scorer(result)
     if isinstance(raw, Score):
-        return raw.with_threshold(threshold if threshold is not None else raw.threshold)
+        return dataclasses.replace(raw, threshold=raw.threshold if threshold is None else threshold)
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise TypeError(
             f"scorer {scorer_name(scorer)} returned {type(raw).__name__}; "

@@ -117,3 +117,9 @@ def test_coerce_names_the_source() -> None:
     assert coerce("max_retries", "3", "--llm-retries") == 3
     with pytest.raises(ConfigError, match="--llm-retries='many'"):
         coerce("max_retries", "many", "--llm-retries")
+
+
+@pytest.mark.parametrize("value", [None, 5])
+def test_escalate_to_of_the_wrong_type_names_the_field(value: object) -> None:
+    with pytest.raises(ConfigError, match="llm setting escalate_to="):
+        HarnessConfig(escalate_to=value)  # type: ignore[arg-type]

@@ -177,3 +177,66 @@ def test_unknown_option_is_rejected() -> None:
 
     with pytest.raises(ConfigError, match="unknown llm setting"):
         harness(ScriptedBackend(["x"])).chat("x", temprature=1)
+
+
+def test_a_scorers_own_threshold_is_honoured_without_min_score() -> None:
+    backend = ScriptedBackend(["meh", "good"])
+
+    def strict(result: LLMResult) -> Score:
+        return Score(value=1.0 if result.content == "good" else 0.2, threshold=0.5, name="s")
+
+    result = harness(backend).chat("x", scorer=strict)
+    assert result.content == "good"
+    assert "under the required 0.5" in backend.requests[1].messages[-1]["content"]
+
+
+def test_invalid_answers_then_a_transport_fault_still_escalate() -> None:
+    busy = BackendBusy("busy", status_code=503)
+    backend = ScriptedBackend({"small": ["bad", "bad", busy, "bad"], "big": ['{"x": 1}']})
+    result = harness(backend).chat("x", json_mode=True, check=lambda v: v == {"x": 1},
+                                   escalate_to=["big"])  # fmt: skip
+    assert result.route == ("small", "big")
+    assert [a.rejected for a in result.attempts] == [
+        "validation", "validation", "transport", "validation", None
+    ]  # fmt: skip
+
+
+def test_transport_faults_in_a_row_give_up_with_the_right_count() -> None:
+    busy = BackendBusy("busy", status_code=503)
+    backend = ScriptedBackend(["bad", busy])
+    with pytest.raises(BackendBusy, match=r"gave up after 3 attempt\(s\)"):
+        harness(backend).chat("x", json_mode=True)
+    assert len(backend.requests) == 4  # one answer, then three transport faults in a row
+
+
+def test_map_and_sample_keep_the_active_harness_for_checks() -> None:
+    from pytest_llm.scoring import activated, active_harness
+
+    seen: list[object] = []
+
+    def check(text: str) -> None:
+        seen.append(active_harness())
+
+    h = harness(ScriptedBackend(["ok"]), FAST.replace(concurrency=2))
+    with activated(h):
+        h.map(["a", "b", "c"], check=check)
+        h.sample("a", 3, check=check, stop_early=False)
+    assert seen == [h] * 6
+
+
+def test_map_raises_an_infrastructure_error_before_a_quality_failure() -> None:
+    def reply(request: ChatRequest) -> str:
+        if request.messages[0]["content"] == "down":
+            raise ModelNotFound("run `ollama pull small`")
+        return "not json"
+
+    with pytest.raises(ModelNotFound):
+        harness(ScriptedBackend([reply])).map(["bad", "down"], json_mode=True, max_retries=0)
+
+
+def test_sample_retries_transport_faults() -> None:
+    backend = ScriptedBackend([BackendBusy("busy", status_code=503), "ok"])
+    outcome = harness(backend).sample("x", 1)
+    assert outcome.passed and [a.rejected for a in outcome.results[0].attempts] == [
+        "transport", None
+    ]  # fmt: skip

@@ -300,3 +300,28 @@ def test_fake_ollama_fixture(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_markers_added_after_collection_count(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item.add_marker(pytest.mark.llm(model="from-hook"))
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(temperature=0.5)
+        def test_marked(llm_config):
+            assert (llm_config.model, llm_config.temperature) == ("from-hook", 0.5)
+
+        def test_unmarked(llm_config):
+            assert llm_config.model == "from-hook"
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)

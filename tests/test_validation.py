@@ -107,3 +107,19 @@ def test_a_rewritten_assertion_reaches_the_model_as_its_first_line() -> None:
     with pytest.raises(Rejected) as info:
         validate("Lyon", check=mentions_paris)
     assert str(info.value) == "check mentions_paris rejected the output: must name Paris"
+
+
+def test_a_server_fault_inside_a_check_is_raised_not_a_rejection() -> None:
+    from pytest_llm import BackendUnreachable
+
+    def calls_a_model(text: str) -> None:
+        raise BackendUnreachable("Ollama is not reachable at http://127.0.0.1:9")
+
+    with pytest.raises(BackendUnreachable):
+        validate("x", check=calls_a_model)
+
+
+def test_json_null_reaches_the_check_as_none() -> None:
+    seen: list[Any] = []
+    validate("null", schema={"type": ["object", "null"]}, check=seen.append)
+    assert seen == [None]

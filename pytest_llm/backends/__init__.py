@@ -12,9 +12,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..result import Completion
+
+if TYPE_CHECKING:
+    from ..config import HarnessConfig
 
 __all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend"]
 
@@ -110,6 +113,15 @@ class BackendPool:
         """The backends created so far (the servers this process talked to)."""
         with self._lock:
             return list(self._backends.values())
+
+    def for_config(self, config: HarnessConfig) -> Backend:
+        """The backend serving ``config``'s backend kind, host, timeout and key variable."""
+        return self.get(
+            config.backend,
+            config.host,
+            timeout_seconds=config.timeout_seconds,
+            api_key_env=config.api_key_env,
+        )
 
     def close(self) -> None:
         with self._lock:
