@@ -14,10 +14,18 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MODEL", "HarnessConfig", "config_field_names"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MODEL",
+    "HarnessConfig",
+    "config_field_names",
+    "normalize_host",
+    "public_host",
+]
 
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -59,6 +67,7 @@ class HarnessConfig:
         elif not isinstance(self.escalate_to, tuple):
             raise _fail("escalate_to", self.escalate_to, "a model name or a list of names")
         _validate(self)
+        object.__setattr__(self, "host", normalize_host(self.host))
 
     def replace(self, **changes: Any) -> HarnessConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -177,7 +186,17 @@ def normalize_host(host: str) -> str:
         hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
     if bare and ":" not in hostport.rsplit("]", 1)[-1]:
         hostport += ":11434"
-    return f"{scheme}://{hostport}{slash}{path}"
+    url = f"{scheme}://{hostport}{slash}{path}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsing the port is the check)
+    except ValueError as exc:
+        raise ConfigError(f"llm host {public_host(url)!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"llm host {public_host(url)!r} is not a valid URL: expected http(s)://HOST[:PORT]"
+        )
+    return url
 
 
 def split_hosts(text: str, source: str = "host") -> tuple[str, ...]:
@@ -202,6 +221,15 @@ def pick_host(hosts: Sequence[str], worker_id: str | None) -> str:
     number = worker_id[2:] if worker_id.startswith("gw") else ""
     index = int(number) if number.isdigit() else zlib.crc32(worker_id.encode())
     return hosts[index % len(hosts)]
+
+
+def public_host(url: str) -> str:
+    """``http://user:secret@gpu1:11434`` → ``http://gpu1:11434``: reports never hold secrets."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def coerce(name: str, raw: Any, source: str) -> Any:
@@ -234,8 +262,6 @@ def resolve(
 ) -> HarnessConfig:
     """Build the config for one test: ``base`` (options, ini, env) overridden by markers."""
     settings = {**base, **merge_markers(markers)}
-    if isinstance(settings.get("host"), str):
-        settings["host"] = normalize_host(settings["host"])
     try:
         return HarnessConfig(**settings)
     except TypeError as exc:  # a wrong type that __post_init__ could not even look at

@@ -299,7 +299,7 @@ class Harness:
                 try:
                     completion = backend.chat(self._request(call, model, conversation))
                 except BackendError as exc:
-                    exc.host = exc.host or backend.host
+                    exc.host = exc.host or cfg.host  # as configured: the pool's name
                     if not exc.retryable:
                         raise
                     transport_failures += 1

@@ -22,6 +22,7 @@ from .config import (
     config_field_names,
     from_environment,
     pick_host,
+    public_host,
     resolve,
     split_hosts,
 )
@@ -125,7 +126,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     cassettes = "" if mode == "off" else f" record_mode={mode}"
     hosts: tuple[str, ...] = config.stash[HOSTS_KEY]  # a pool is spread over xdist workers
     return (
-        f"llm: model={c.model} backend={c.backend} host={','.join(hosts)} seed={c.seed}{cassettes}"
+        f"llm: model={c.model} backend={c.backend} host={','.join(map(public_host, hosts))} "
+        f"seed={c.seed}{cassettes}"
     )
 
 

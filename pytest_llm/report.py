@@ -110,7 +110,7 @@ import pytest
 from ._files import write_text_atomic
 from .backends import BackendPool
 from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
-from .config import HarnessConfig
+from .config import HarnessConfig, public_host
 from .errors import BackendUnreachable, ConfigError, LLMError
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 
@@ -288,15 +288,6 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     """What a report carries about an infrastructure error (it travels to the controller)."""
     host = getattr(exc, "host", None)
     return {"type": type(exc).__name__, "host": host, "message": str(exc)[:500]}
-
-
-def public_host(url: str) -> str:
-    """``http://user:secret@gpu1:11434`` → ``http://gpu1:11434``: reports never hold secrets."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def split_group(nodeid: str) -> tuple[str, str | None]:

@@ -123,3 +123,14 @@ def test_coerce_names_the_source() -> None:
 def test_escalate_to_of_the_wrong_type_names_the_field(value: object) -> None:
     with pytest.raises(ConfigError, match="llm setting escalate_to="):
         HarnessConfig(escalate_to=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", ["http://gpu1:1l434", "http://[::1:11434", "ftp://gpu1"])
+def test_a_malformed_host_is_a_config_error(host: str) -> None:
+    with pytest.raises(ConfigError, match="is not a valid URL"):
+        HarnessConfig(host=host)
+
+
+def test_every_config_normalizes_its_host() -> None:
+    assert HarnessConfig(host="gpu1").host == "http://gpu1:11434"
+    assert HarnessConfig().replace(host="0.0.0.0:8080").host == "http://127.0.0.1:8080"

@@ -325,3 +325,16 @@ def test_markers_added_after_collection_count(pytester: pytest.Pytester) -> None
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_a_malformed_host_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llm-host=http://gpu1:1l434")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*llm host 'http://gpu1:1l434' is not a valid URL*"])
+
+
+def test_the_header_never_shows_credentials(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-host=http://alice:s3cret@127.0.0.1:9")
+    result.stdout.fnmatch_lines(["llm: model=llama3.2 backend=ollama host=http://127.0.0.1:9 *"])
+    assert "s3cret" not in result.stdout.str()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llm.config import public_host
 from pytest_llm.report import (
     SCHEMA,
     TestRecord,
@@ -18,7 +19,6 @@ from pytest_llm.report import (
     model_figures,
     parallelism,
     percentile,
-    public_host,
     run_totals,
     split_group,
 )
