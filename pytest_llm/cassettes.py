@@ -141,15 +141,10 @@ class Cassette:
         self._interactions: list[dict[str, Any]] = []
         self._asked: defaultdict[str, int] = defaultdict(int)
         self._dirty = False
-        self._wrappers: dict[int, CassetteBackend] = {}
 
     def wrap(self, backend: Backend) -> CassetteBackend:
-        """``backend`` seen through this cassette (one wrapper per backend)."""
-        with self._lock:
-            wrapper = self._wrappers.get(id(backend))
-            if wrapper is None:
-                wrapper = self._wrappers[id(backend)] = CassetteBackend(backend, self)
-            return wrapper
+        """``backend`` seen through this cassette."""
+        return CassetteBackend(backend, self)
 
     def play(
         self,
@@ -278,7 +273,6 @@ class CassetteBackend:
         self.host = inner.host
         self._inner = inner
         self._cassette = cassette
-        self._digests: dict[str, str | None] = {}
 
     def chat(self, request: ChatRequest) -> Completion:
         return self._cassette.play(
@@ -300,13 +294,11 @@ class CassetteBackend:
         )
 
     def digest(self, model: str) -> str | None:
-        """The inner backend's digest; unknown (``None``) when the server cannot tell."""
-        if model not in self._digests:
-            try:
-                self._digests[model] = self._inner.digest(model)
-            except BackendError:  # e.g. the server is down: replays still work in new_episodes
-                self._digests[model] = None
-        return self._digests[model]
+        """The inner backend's digest (it remembers them); ``None`` when the server cannot tell."""
+        try:
+            return self._inner.digest(model)
+        except BackendError:  # e.g. the server is down: replays still work in new_episodes
+            return None
 
     def close(self) -> None:
         """Nothing to do: the inner backend belongs to the session's pool."""

@@ -13,6 +13,8 @@ import pytest
 from pytest_llm.cassettes import _closest, _file_name
 from pytest_llm.testing import FakeOllama, RecordedRequest
 
+from .conftest import StallingServer
+
 ANSWERS = """
 import json
 
@@ -265,6 +267,19 @@ def test_new_episodes_records_again_when_the_model_digest_changed(
     assert answers(result)["plain"]["content"] == "answer to Capital of France?"
     (interaction,) = json.loads(path.read_text())["interactions"]
     assert interaction["model_digest"] == served_digest
+
+
+def test_new_episodes_asks_a_wedged_server_for_digests_once_per_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once").assert_outcomes(passed=3)
+    with StallingServer() as wedged:
+        result = run(pytester, wedged.url, "--llm-record-mode=new_episodes", "--llm-timeout=0.5")
+    result.assert_outcomes(passed=3)  # every answer replayed, digests unknown
+    assert all(a["cached"] for a in answers(result).values())
+    assert wedged.accepted == 1  # not once per test
 
 
 def test_samples_are_recorded_and_replayed_apart(pytester: pytest.Pytester) -> None:

@@ -18,6 +18,8 @@ from pytest_llm.errors import (
 )
 from pytest_llm.testing import FakeOllama, Reply
 
+from .conftest import StallingServer
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeOllama]:
@@ -166,3 +168,27 @@ def test_pool_reuses_one_backend_per_server(fake: FakeOllama) -> None:
     assert pool.get("ollama", fake.url, timeout_seconds=5) is a
     assert pool.get("ollama", fake.url, timeout_seconds=9) is not a
     pool.close()
+
+
+def test_credentials_in_the_host_reach_no_message(fake: FakeOllama) -> None:
+    with FakeOllama() as stopped:
+        down = stopped.url
+    for url, error in ((fake.url, ModelNotFound), (down, BackendUnreachable)):
+        backend = OllamaBackend(host=url.replace("://", "://user:secret@"), timeout_seconds=2)
+        assert backend.host == url
+        with pytest.raises(error) as info:
+            backend.chat(request(model="nope"))
+        assert url in str(info.value) and "secret" not in str(info.value)
+        backend.close()
+
+
+def test_a_failed_model_listing_is_not_asked_for_again() -> None:
+    # a wedged server costs one timeout per session, not one per test (new_episodes asks often)
+    with StallingServer() as server:
+        backend = OllamaBackend(host=server.url, timeout_seconds=0.5)
+        with pytest.raises(BackendTimeout):
+            backend.digest("llama3.2")
+        assert backend.digest("llama3.2") is None
+        assert backend.digest("other") is None
+        backend.close()
+    assert server.accepted == 1

@@ -25,6 +25,8 @@ from pytest_llm.errors import (
 from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 from pytest_llm.testing._fake_ollama import fake_embedding
 
+from .conftest import StallingServer
+
 CITY = {
     "title": "City",
     "type": "object",
@@ -278,6 +280,29 @@ def test_a_slow_stream_hits_the_total_deadline(fake: FakeOllama) -> None:
     b.close()
 
 
+def test_keep_alive_comments_do_not_extend_the_deadline() -> None:
+    # a server pinging forever would otherwise hold the call: the read timeout never fires
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"
+    with StallingServer(head=head, tick=b": ping\n\n", interval=0.05, limit=5) as server:
+        b = OpenAIBackend(host=server.url, timeout_seconds=0.3)
+        with pytest.raises(BackendTimeout, match=r"timeout_seconds=0\.3; raise it"):
+            b.chat(request())
+        b.close()
+
+
+def test_credentials_in_the_host_reach_no_message(fake: FakeOllama) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    for url, error in ((fake.url, ModelNotFound), (down, BackendUnreachable)):
+        b = OpenAIBackend(host=url.replace("://", "://user:secret@"), timeout_seconds=2)
+        assert b.host == url + "/v1"
+        with pytest.raises(error) as info:
+            b.chat(request(model="nope"))
+        assert f"{url}/v1" in str(info.value) and "secret" not in str(info.value)
+        b.close()
+    # the client still sends them: user:secret as basic auth
+    assert fake.requests[-1].headers["authorization"] == "Basic dXNlcjpzZWNyZXQ="
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -393,6 +418,20 @@ def test_done_without_a_finish_reason_is_an_interrupted_answer() -> None:
     with pytest.raises(BackendResponseError, match="interrupted it") as info:
         mocked(sse(delta(""), "[DONE]")).chat(request())
     assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"choices": [{"delta": "hi"}]},
+        {"choices": [None]},
+        {"choices": "hi"},
+        {**delta("hi", "stop"), "usage": [1]},
+    ],
+)
+def test_a_badly_shaped_event_is_a_response_error(event: dict[str, object]) -> None:
+    with pytest.raises(BackendResponseError, match=r"is not an (object|array) in the stream"):
+        mocked(sse(event, "[DONE]")).chat(request())
 
 
 def test_garbled_stream_is_a_response_error() -> None:

@@ -9,17 +9,28 @@ module registered in ``_FACTORIES``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from ..errors import (
+    BackendAuthError,
+    BackendBusy,
+    BackendError,
+    BackendResponseError,
+    BackendTimeout,
+    ModelNotFound,
+)
 from ..result import Completion
 
 if TYPE_CHECKING:
     from ..config import HarnessConfig
 
 __all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +65,11 @@ class Backend(Protocol):
         ...
 
     def digest(self, model: str) -> str | None:
-        """The served model's content digest (so a re-pulled tag is noticed), if known."""
+        """The served model's content digest (so a re-pulled tag is noticed), if known.
+
+        Called for every cassette lookup in ``new_episodes``: implementations ask the
+        server once and remember the answer, a failure included.
+        """
         ...
 
     def close(self) -> None: ...
@@ -66,6 +81,59 @@ def timeout_message(model: str, host: str, timeout_seconds: float) -> str:
         f"no answer from {model!r} at {host} within timeout_seconds={timeout_seconds:g}; "
         "raise it with @pytest.mark.llm(timeout_seconds=...) or --llm-timeout"
     )
+
+
+def status_error(
+    status: int | None,
+    text: str,
+    *,
+    server: str,
+    model: str,
+    key_advice: str,
+    model_missing: str | None,
+) -> BackendError:
+    """Our error for an error ``status`` (``None``: an error event mid-stream) of a server.
+
+    ``server`` names it in messages (``Ollama at http://h:11434``); ``key_advice`` says
+    where the API key comes from (401, 403); ``model_missing`` is the whole message of a
+    404 that means an unknown model (``None``: this 404 is about something else).
+    """
+    if status in (401, 403):
+        return BackendAuthError(f"{server} refused the request ({status}): {text}; {key_advice}")
+    if status == 404 and model_missing is not None:
+        return ModelNotFound(model_missing)
+    if status in (429, 503):
+        return BackendBusy(f"{server} is busy ({status}): {text}", status_code=status)
+    where = " mid-stream" if status is None else f" ({status})"
+    error = BackendResponseError(
+        f"{server} answered {model!r} with an error{where}: {text}", status_code=status
+    )
+    error.retryable = status is None or status >= 500
+    return error
+
+
+class Deadline:
+    """The time a whole answer may take, from now.
+
+    A client's read timeout bounds the wait for one line only: a trickle of tokens,
+    or a server sending keep-alive lines, would stretch a call without end. So a
+    stream is read through :meth:`within`, which checks the deadline at every line.
+    """
+
+    def __init__(self, *, model: str, host: str, timeout_seconds: float) -> None:
+        self.start = time.perf_counter()
+        self._end = self.start + timeout_seconds
+        self._message = timeout_message(model, host, timeout_seconds)
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.start) * 1000
+
+    def within(self, lines: Iterable[T]) -> Iterator[T]:
+        """``lines`` as they arrive; ``BackendTimeout`` at the first one after the deadline."""
+        for line in lines:
+            if time.perf_counter() > self._end:
+                raise BackendTimeout(self._message)
+            yield line
 
 
 _FACTORIES: dict[str, str] = {

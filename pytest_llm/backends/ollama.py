@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import os
-import time
+import threading
 from collections.abc import Sequence
+from contextlib import closing
 from typing import Any
 
 import httpx
 import ollama
 
-from ..errors import (
-    BackendAuthError,
-    BackendBusy,
-    BackendError,
-    BackendResponseError,
-    BackendTimeout,
-    BackendUnreachable,
-    ModelNotFound,
-)
+from ..config import public_host
+from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
-from . import ChatRequest, timeout_message
+from . import ChatRequest, Deadline, status_error, timeout_message
 
 __all__ = ["OllamaBackend"]
 
@@ -38,7 +32,7 @@ class OllamaBackend:
     def __init__(
         self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
     ) -> None:
-        self.host = host
+        self.host = public_host(host)  # for messages: credentials stay with the client
         self.timeout_seconds = timeout_seconds
         # the client itself sends $OLLAMA_API_KEY; another variable is sent the same way
         self.api_key_env = api_key_env or "OLLAMA_API_KEY"
@@ -46,6 +40,7 @@ class OllamaBackend:
         headers = {"Authorization": f"Bearer {key}"} if key else None
         self._client = ollama.Client(host=host, timeout=timeout_seconds, headers=headers)
         self._digests: dict[str, str] | None = None
+        self._digests_lock = threading.Lock()
 
     def chat(self, request: ChatRequest) -> Completion:
         options: dict[str, Any] = {"temperature": request.temperature, **request.options}
@@ -56,8 +51,9 @@ class OllamaBackend:
         parts: list[str] = []
         ttft_ms: float | None = None
         final: ollama.ChatResponse | None = None
-        deadline = self.timeout_seconds
-        start = time.perf_counter()
+        deadline = Deadline(
+            model=request.model, host=self.host, timeout_seconds=self.timeout_seconds
+        )
         try:
             stream = self._client.chat(  # type: ignore[call-overload]
                 model=request.model,
@@ -67,22 +63,20 @@ class OllamaBackend:
                 options=options,
                 keep_alive=request.keep_alive,
             )
-            for chunk in stream:
-                message = chunk.message
-                if message.content:
-                    parts.append(message.content)
-                if ttft_ms is None and (message.content or message.thinking):
-                    ttft_ms = (time.perf_counter() - start) * 1000
-                if chunk.done:
-                    final = chunk
-                elif time.perf_counter() - start > deadline:
-                    stream.close()
-                    raise BackendTimeout(self._timeout_message(request.model))
+            with closing(stream):
+                for chunk in deadline.within(stream):
+                    message = chunk.message
+                    if message.content:
+                        parts.append(message.content)
+                    if ttft_ms is None and (message.content or message.thinking):
+                        ttft_ms = deadline.elapsed_ms()
+                    if chunk.done:
+                        final = chunk
         except BackendError:
             raise
         except _CLIENT_ERRORS as exc:
             raise self._convert(exc, request.model) from exc
-        duration_ms = (time.perf_counter() - start) * 1000
+        duration_ms = deadline.elapsed_ms()
         if final is None:
             raise BackendResponseError(
                 f"Ollama at {self.host} ended the answer of {request.model!r} "
@@ -116,13 +110,19 @@ class OllamaBackend:
         return [list(vector) for vector in response.embeddings]
 
     def digest(self, model: str) -> str | None:
-        """From ``/api/tags``, read once per backend (``name`` and ``name:latest`` match)."""
-        if self._digests is None:
-            try:
-                listing = self._client.list()
-            except _CLIENT_ERRORS as exc:
-                raise self._convert(exc, model) from exc
-            self._digests = {m.model: m.digest for m in listing.models if m.model and m.digest}
+        """From ``/api/tags``, read once per backend (``name`` and ``name:latest`` match).
+
+        A failed read raises once; later calls answer ``None`` without asking again, so
+        a server that is down costs one timeout per session, not one per test.
+        """
+        with self._digests_lock:
+            if self._digests is None:
+                self._digests = {}
+                try:
+                    listing = self._client.list()
+                except _CLIENT_ERRORS as exc:
+                    raise self._convert(exc, model) from exc
+                self._digests = {m.model: m.digest for m in listing.models if m.model and m.digest}
         name = model if ":" in model else f"{model}:latest"
         return self._digests.get(model) or self._digests.get(name)
 
@@ -135,28 +135,21 @@ class OllamaBackend:
     def _convert(self, exc: Exception, model: str) -> BackendError:
         """Map ``ollama``/``httpx`` exceptions to ours: the single place that knows them."""
         if isinstance(exc, ollama.ResponseError):
-            status, text = exc.status_code, str(exc.error)
-            if status == 404 and "not found" in text:
-                return ModelNotFound(
+            text = str(exc.error)
+            return status_error(
+                None if exc.status_code == -1 else exc.status_code,  # -1: mid-stream
+                text,
+                server=f"Ollama at {self.host}",
+                model=model,
+                key_advice=f"check ${self.api_key_env} (or name another variable with "
+                "--llm-api-key-env)",
+                model_missing=(
                     f"model {model!r} is not available at {self.host}: "
                     f"run `ollama pull {model}` (server said: {text})"
-                )
-            if status in (429, 503):
-                return BackendBusy(f"Ollama at {self.host} is busy: {text}", status_code=status)
-            if status in (401, 403):
-                return BackendAuthError(
-                    f"Ollama at {self.host} refused the request ({status}): {text}; "
-                    f"check ${self.api_key_env} (or name another variable with "
-                    "--llm-api-key-env)"
-                )
-            error = BackendResponseError(
-                f"Ollama at {self.host} answered {model!r} with an error"
-                + (" mid-stream" if status == -1 else f" ({status})")
-                + f": {text}",
-                status_code=status,
+                    if "not found" in text
+                    else None
+                ),
             )
-            error.retryable = status == -1 or status >= 500
-            return error
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeout(self._timeout_message(model))
         if isinstance(exc, ConnectionError | httpx.ConnectError):

@@ -33,29 +33,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import (
-    BackendAuthError,
-    BackendBusy,
-    BackendError,
-    BackendResponseError,
-    BackendTimeout,
-    BackendUnreachable,
-    ModelNotFound,
-)
+from ..config import public_host
+from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
-from . import ChatRequest, timeout_message
+from . import ChatRequest, Deadline, status_error, timeout_message
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
 #: The variable the key is read from unless ``api_key_env`` names another one.
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+T = TypeVar("T")
 
 _SCHEMA_NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 #: How a JSON Schema is sent, best first (see the module docstring).
@@ -88,14 +82,15 @@ class OpenAIBackend:
     def __init__(
         self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
     ) -> None:
-        self.host = _base_url(host)
+        base_url = _base_url(host)
+        self.host = public_host(base_url)  # for messages: credentials stay with the client
         self.timeout_seconds = timeout_seconds
         self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
         key = os.environ.get(self.api_key_env, "").strip()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._has_key = bool(key)
         self._client = httpx.Client(
-            base_url=self.host + "/", timeout=httpx.Timeout(timeout_seconds), headers=headers
+            base_url=base_url + "/", timeout=httpx.Timeout(timeout_seconds), headers=headers
         )
         #: The first of SCHEMA_STYLES this server accepted: later calls start there.
         self.schema_style = SCHEMA_STYLES[0]
@@ -176,12 +171,13 @@ class OpenAIBackend:
         usage: Mapping[str, Any] = {}
         chunks = 0
         done = False
-        start = time.perf_counter()
+        deadline = Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds)
         with self._client.stream("POST", "chat/completions", json=body) as response:
             if response.status_code >= 400:
                 response.read()
                 raise _HTTPStatusError(response.status_code, _error_text(response))
-            for data in _sse_events(response.iter_lines()):
+            # every line counts against the deadline: keep-alive comments too
+            for data in _sse_events(deadline.within(response.iter_lines())):
                 if data == "[DONE]":
                     done = True
                     break
@@ -190,8 +186,9 @@ class OpenAIBackend:
                     raise ValueError(f"a stream event is not a JSON object: {data[:80]!r}")
                 if "error" in event:
                     raise _StreamError(_error_message(event))
-                for choice in event.get("choices") or ():
-                    delta = choice.get("delta") or {}
+                for choice in _shaped(event.get("choices") or [], list, "its choices", data):
+                    choice = _shaped(choice, dict, "a choice", data)
+                    delta = _shaped(choice.get("delta") or {}, dict, "a delta", data)
                     text = delta.get("content")
                     if text:
                         parts.append(text)
@@ -199,12 +196,10 @@ class OpenAIBackend:
                     if text or thinking:
                         chunks += 1
                         if ttft_ms is None:
-                            ttft_ms = (time.perf_counter() - start) * 1000
+                            ttft_ms = deadline.elapsed_ms()
                     finish_reason = choice.get("finish_reason") or finish_reason
-                usage = event.get("usage") or usage
-                if time.perf_counter() - start > self.timeout_seconds:
-                    raise BackendTimeout(self._timeout_message(model))
-        duration_ms = (time.perf_counter() - start) * 1000
+                usage = _shaped(event.get("usage") or usage, dict, "its usage", data)
+        duration_ms = deadline.elapsed_ms()
         if finish_reason is None:  # cut off: [DONE] alone is not a finished answer
             raise BackendResponseError(
                 f"{self.host} ended the answer of {model!r} without a finish_reason"
@@ -238,36 +233,25 @@ class OpenAIBackend:
 
     def _convert(self, exc: Exception, model: str) -> BackendError:
         """Map HTTP statuses and ``httpx`` exceptions to ours: the single place that knows them."""
-        if isinstance(exc, _HTTPStatusError):
-            status, text = exc.status, exc.message
-            if status in (401, 403):
-                key = f"${self.api_key_env}"
-                hint = (
-                    f"{key}: check its value"
-                    if self._has_key
-                    else f"{key}, which is not set: set it"
-                )
-                return BackendAuthError(
-                    f"{self.host} refused the request ({status}): {text}; the API key comes "
-                    f"from {hint}, or name another variable with --llm-api-key-env"
-                )
-            if status == 404:
-                return ModelNotFound(
+        if isinstance(exc, _HTTPStatusError | _StreamError):
+            status = exc.status if isinstance(exc, _HTTPStatusError) else None  # None: mid-stream
+            text = str(exc)
+            key = f"${self.api_key_env}"
+            hint = (
+                f"{key}: check its value" if self._has_key else f"{key}, which is not set: set it"
+            )
+            return status_error(
+                status,
+                text,
+                server=self.host,
+                model=model,
+                key_advice=f"the API key comes from {hint}, or name another variable with "
+                "--llm-api-key-env",
+                model_missing=(
                     f"model {model!r} is not served at {self.host} (server said: {text}); "
                     f"check the name against GET {self.host}/models, and that the URL is the "
                     "API's base (it usually ends in /v1)"
-                )
-            if status in (429, 503):
-                return BackendBusy(f"{self.host} is busy ({status}): {text}", status_code=status)
-            error = BackendResponseError(
-                f"{self.host} answered {model!r} with an error ({status}): {text}",
-                status_code=status,
-            )
-            error.retryable = status >= 500
-            return error
-        if isinstance(exc, _StreamError):
-            return BackendResponseError(
-                f"{self.host} answered {model!r} with an error mid-stream: {exc}"
+                ),
             )
         if isinstance(exc, httpx.TimeoutException):
             return BackendTimeout(self._timeout_message(model))
@@ -311,7 +295,16 @@ def _base_url(host: str) -> str:
     return host if urlsplit(host).path else host + "/v1"
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[str]:
+def _shaped(value: Any, kind: type[T], what: str, data: str) -> T:
+    """``value`` if it is a ``kind`` (``dict``: a JSON object, ``list``: an array), else
+    ``ValueError``: a badly shaped event is a broken answer, not a crash."""
+    if not isinstance(value, kind):
+        shape = "an object" if kind is dict else "an array"
+        raise ValueError(f"{what} is not {shape} in the stream event {data[:80]!r}")
+    return value
+
+
+def _sse_events(lines: Iterable[str]) -> Iterator[str]:
     """The ``data`` of each server-sent event (multi-line data joined; comments skipped)."""
     data: list[str] = []
     for line in lines:
