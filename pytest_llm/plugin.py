@@ -31,7 +31,6 @@ from .harness import Harness
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
-from .sampling import SamplingSection
 from .scorers import EmbeddingCache
 from .scoring import activated
 from .xdist import XdistHooks, worker_id
@@ -83,7 +82,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _add_cassette_and_snapshot_options(parser, group)
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
-        parser.addini(name, help_text, default=None)
+        if metavar == "PATH":  # pytest resolves an ini path relative to the ini file
+            parser.addini(name, f"{help_text}; relative to the ini file", type="paths")
+        else:
+            parser.addini(name, help_text, default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,8 +105,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL_KEY] = BackendPool()
     config.stash[EMBEDDINGS_KEY] = EmbeddingCache()
-    if worker_id(config) is None:  # the sampling summary prints on the controller only
-        config.pluginmanager.register(SamplingSection(), "llm-sampling")
     try:
         config.stash[RECORDER_KEY] = _recorder(config)
     except ConfigError as exc:

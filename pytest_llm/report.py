@@ -3,12 +3,13 @@
 :class:`Recorder` is a plugin object present in every pytest process. It turns the
 test reports (``pytest_runtest_logreport``) into one record per test, merging the
 call outcome with the ``("llm", json)`` user property of the teardown report. Under
-pytest-xdist the records are built on the controller from the reports the workers
-send, and each worker adds its own totals (host, counts, model digests) through
-``workeroutput`` (see :mod:`pytest_llm.xdist`). On the controller, or in a run
-without xdist, it then:
+pytest-xdist the records are built on the controller only, from the reports the
+workers send; each worker adds what no report carries (its host, the digests of the
+models that answered it live) through ``workeroutput`` (see :mod:`pytest_llm.xdist`).
+On the controller, or in a run without xdist, it then:
 
-* prints the ``llm summary`` section (``pytest_terminal_summary``, once);
+* prints the ``llm summary`` and ``llm sampling`` sections (``pytest_terminal_summary``,
+  once);
 * writes the JSON report (``--llm-report``) and the HTML report (``--llm-html``,
   :mod:`pytest_llm.report_html`), each atomically (``_files.write_text_atomic``);
 * compares with a baseline (``--llm-baseline``, :mod:`pytest_llm.baseline`) and
@@ -33,11 +34,13 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
         "hosts_down": {                      # hosts that refused connections
           "http://gpu2:11434": {"tests": 16, "workers": ["gw1", "gw3"], "message": "..."}
         },
-        "workers": [                         # one per xdist worker; [] without xdist
+        "workers": [                         # one per xdist worker that did not crash;
+                                             # [] without xdist
           {"id": "gw0", "host": "http://gpu1:11434", "tests": 8, "llm_tests": 8,
            "calls": 8, "model_ms": 2011.4}
         ],
-        "digests": {"llama3.2": {"http://gpu1:11434": "a80c4f17..."}},  # when the server tells
+        "digests": {"llama3.2": {"http://gpu1:11434": "a80c4f17..."}},  # when the server
+                                             # tells, of models that answered live
         "dist": "load",                      # xdist --dist mode, null without xdist
         "versions": {"python": "3.11.9", "pytest": "9.0.0", "pytest-llm": "0.1.0",
                      "pytest-xdist": "3.8.0", "ollama": "0.6.3", "httpx": "0.28.1"}
@@ -61,7 +64,8 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
           "cached": 0                        # calls replayed from a cassette
         }
       },
-      "tests": [                             # every test exactly once, in the order they ended
+      "tests": [                             # every test exactly once, in the order
+                                             # their first report (setup) arrived
         {
           "nodeid": "tests/test_city.py::test_city",   # without xdist's "@group" suffix
           "group": null,                     # the xdist_group under --dist loadgroup
@@ -113,6 +117,7 @@ from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
 from .config import HarnessConfig, public_host
 from .errors import BackendUnreachable, ConfigError, LLMError
 from .sampling import PROPERTY as SAMPLES_PROPERTY
+from .sampling import describe
 
 __all__ = [
     "SCHEMA",
@@ -122,6 +127,7 @@ __all__ = [
     "error_info",
     "load_report",
     "markdown_summary",
+    "sampling_lines",
     "summary_lines",
 ]
 
@@ -148,36 +154,38 @@ class ReportOptions:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ReportOptions:
-        """Read options (relative to the invocation directory) and ini values (relative to
-        the ini file); a bad value raises ``ConfigError`` naming the option."""
-        invoked = config.invocation_params.dir
-        ini_dir = config.inipath.parent if config.inipath else invoked
-
-        def setting(name: str) -> tuple[str, Path, str] | None:
-            option = config.getoption(name)
-            if option is not None:
-                return str(option), invoked, f"--{name.replace('_', '-')}"
-            ini = config.getini(name)
-            return (str(ini), ini_dir, f"ini {name}") if ini not in (None, "") else None
+        """Read the options (a path relative to the invocation directory) and the ini values
+        (a path relative to the ini file: pytest's ``type="paths"``); a bad value raises
+        ``ConfigError`` naming the option."""
 
         def path(name: str) -> Path | None:
-            found = setting(name)
-            if found is None:
-                return None
-            value, base, source = found
-            result = base / Path(value).expanduser()
-            if result.is_dir():
-                raise ConfigError(f"{source}={value!r} is a directory: give a file path")
-            return result
+            option = config.getoption(name)
+            if option is not None:
+                found = config.invocation_params.dir / Path(option).expanduser()
+                source = f"--{name.replace('_', '-')}={option!r}"
+            else:
+                ini: list[Path] = config.getini(name)
+                if not ini:
+                    return None
+                if len(ini) > 1:
+                    raise ConfigError(
+                        f"ini {name} takes one file path, got {len(ini)}: quote a path with spaces"
+                    )
+                found, source = ini[0], f"ini {name}={str(ini[0])!r}"
+            if found.is_dir():
+                raise ConfigError(f"{source} is a directory: give a file path")
+            return found
 
         def number(name: str, default: float) -> float:
-            found = setting(name)
-            if found is None:
+            value, source = config.getoption(name), f"--{name.replace('_', '-')}"
+            if value is None:
+                value, source = config.getini(name), f"ini {name}"
+            if value in (None, ""):
                 return default
             try:
-                return float(found[0])
+                return float(value)
             except ValueError:
-                raise ConfigError(f"{found[2]}={found[0]!r} is not a number") from None
+                raise ConfigError(f"{source}={value!r} is not a number") from None
 
         try:
             limits = Limits(
@@ -217,10 +225,6 @@ class TestRecord:
     calls: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def used_llm(self) -> bool:
-        return bool(self.calls) or self.error is not None
 
     def update(self, report: pytest.TestReport) -> None:
         """Fold in one phase's report."""
@@ -400,21 +404,45 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
     }
 
 
+def down_host(error: Mapping[str, Any] | None, host: str | None) -> str | None:
+    """The host a test's infrastructure ``error`` says refused connections, if it does."""
+    if error is None or error["type"] != _DOWN:
+        return None
+    return str(error["host"] or host or "?")
+
+
 def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Hosts that refused connections, each once: how many tests it cost, on which workers."""
     down: dict[str, dict[str, Any]] = {}
     for test in tests:
-        error = test["error"]
-        if error is None or error["type"] != _DOWN:
+        host = down_host(test["error"], test["host"])
+        if host is None:
             continue
-        host = error["host"] or test["host"] or "?"
-        entry = down.setdefault(host, {"tests": 0, "workers": [], "message": error["message"]})
+        message = test["error"]["message"]
+        entry = down.setdefault(host, {"tests": 0, "workers": [], "message": message})
         entry["tests"] += 1
         if test["worker"] and test["worker"] not in entry["workers"]:
             entry["workers"].append(test["worker"])
     for entry in down.values():
         entry["workers"].sort()
     return down
+
+
+def worker_rows(
+    tests: Iterable[Mapping[str, Any]], hosts: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """``run.workers``: for each xdist worker that ended its session (``hosts``: the host
+    each was given, from its ``workeroutput``), its share of the tests."""
+    by_worker: dict[str, list[Mapping[str, Any]]] = {worker: [] for worker in hosts}
+    for test in tests:
+        if test["worker"] in by_worker:
+            by_worker[test["worker"]].append(test)
+    rows = []
+    for worker in sorted(by_worker, key=_worker_order):
+        totals = run_totals(by_worker[worker], wall_s=0.0)
+        shares = {key: totals[key] for key in ("tests", "llm_tests", "calls", "model_ms")}
+        rows.append({"id": worker, "host": hosts[worker], **shares})
+    return rows
 
 
 def build_report(tests: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -457,19 +485,48 @@ def load_report(path: Path, *, source: str = "--llm-baseline") -> dict[str, Any]
             f"{source}={str(path)!r} is not a pytest-llm report (schema {found!r}, "
             f"expected {SCHEMA!r}); {fix}"
         )
-    tests = doc.get("tests")
+    problem = _damage(doc)
+    if problem is not None:
+        raise ConfigError(f"{source}={str(path)!r} is damaged: {problem}; {fix}")
+    return doc
+
+
+def _damage(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with a report document in the fields a baseline is read for, if anything."""
+    tests, models = doc.get("tests"), doc.get("models")
     if not isinstance(tests, list) or not all(
         isinstance(t, dict) and "nodeid" in t and "outcome" in t for t in tests
     ):
-        raise ConfigError(f"{source}={str(path)!r}: 'tests' must be a list of test records")
-    return doc
+        return "'tests' must be a list of test records"
+    for test in tests:
+        for key in ("nodeid", "outcome"):
+            if not isinstance(test[key], str):
+                return f"a test's {key!r} must be a string, got {test[key]!r}"
+        if not _number_or_null(test.get("score")):
+            return f"{test['nodeid']}: 'score' must be a number or null, got {test['score']!r}"
+    if not isinstance(models, dict) or not all(isinstance(f, dict) for f in models.values()):
+        return f"'models' must be an object of per-model figures, got {models!r:.80}"
+    for model, figures in models.items():
+        for key in ("p50_ms", "pass_rate"):
+            if not _number_or_null(figures.get(key)):
+                return f"model {model}: {key!r} must be a number or null, got {figures[key]!r}"
+    return None
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 # --- the plugin object ----------------------------------------------------------------------
 
 
 class Recorder:
-    """Collects test records in every process; on the controller, summarises and writes."""
+    """Collects the test records and, on the controller, summarises and writes.
+
+    An xdist worker keeps no test records (the controller builds them from the same
+    reports): it only notes which models answered live on which server, a set that does
+    not grow with the number of tests, to ask for their digests at the end.
+    """
 
     def __init__(
         self,
@@ -491,7 +548,9 @@ class Recorder:
             load_report(options.baseline) if options.baseline and not worker_id else None
         )
         self.records: dict[str, TestRecord] = {}
-        self.workers: list[dict[str, Any]] = []
+        self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
+        self.live_models: dict[str, set[str]] = {}  # host -> models that answered live there
+        self.down: set[str] = set()
         self.doc: dict[str, Any] | None = None
         self.comparison: Comparison | None = None
         self.problems: list[str] = []
@@ -503,6 +562,11 @@ class Recorder:
         self._started = time.perf_counter()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.worker_id is not None:  # the controller records the test from this report
+            phase = TestRecord(nodeid=report.nodeid)
+            phase.update(report)
+            self._note_servers(phase)
+            return
         nodeid, group = (
             split_group(report.nodeid) if self.dist == "loadgroup" else (report.nodeid, None)
         )
@@ -513,7 +577,7 @@ class Recorder:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.worker_id is not None or session.config.option.collectonly:
-            return  # workers hand their totals over in workeroutput (pytest_llm.xdist)
+            return  # a worker hands its host and digests over in workeroutput (pytest_llm.xdist)
         self.doc = self.finish()
         if self.baseline is not None:
             self.comparison = compare(
@@ -526,44 +590,47 @@ class Recorder:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         doc = self.doc
-        if doc is None or not (doc["totals"]["llm_tests"] or self.options.baseline):
+        if doc is None:
             return
-        terminalreporter.write_sep("=", "llm summary")
-        for text, color in summary_lines(doc, self.comparison):
-            terminalreporter.write_line(text, **({color: True} if color else {}))
-        for problem in self.problems:
-            terminalreporter.write_line(problem, red=True, bold=True)
+        if doc["totals"]["llm_tests"] or self.options.baseline:
+            terminalreporter.write_sep("=", "llm summary")
+            for text, color in summary_lines(doc, self.comparison):
+                terminalreporter.write_line(text, **({color: True} if color else {}))
+            for problem in self.problems:
+                terminalreporter.write_line(problem, red=True, bold=True)
+        sampled = sampling_lines(doc)
+        if sampled:
+            terminalreporter.write_sep("=", "llm sampling")
+            for line in sampled:
+                terminalreporter.write_line(line)
 
     # used by pytest_llm.xdist -----------------------------------------------------------
 
-    def process_totals(self) -> dict[str, Any]:
-        """This process's share of the run (a worker sends it in ``workeroutput``)."""
-        tests = [r.as_json() for r in self.records.values()]
+    def worker_output(self) -> dict[str, Any]:
+        """What only this worker knows (its ``workeroutput``): its host, the model digests."""
         return {
             "id": self.worker_id,
             "host": public_host(self.settings.host),
-            "tests": len(tests),
-            "llm_tests": sum(1 for r in self.records.values() if r.used_llm),
-            "calls": sum(t["calls"] for t in tests),
-            "model_ms": round(sum(t["model_ms"] for t in tests), 3),
-            "digests": self._digests(tests) if self._wants_files() else {},
+            "digests": self._digests() if self._wants_files() else {},
         }
 
-    def add_worker(self, totals: Mapping[str, Any]) -> None:
-        self.workers.append(dict(totals))
+    def add_worker(self, output: Mapping[str, Any]) -> None:
+        self.workers.append(dict(output))
 
     # the end ----------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
         """The report document of the whole run."""
         tests = [r.as_json() for r in self.records.values()]
+        digests: dict[str, dict[str, str]] = {}
         if self.workers:
-            digests: dict[str, dict[str, str]] = {}
             for worker in self.workers:
-                for model, by_host in worker.pop("digests", {}).items():
+                for model, by_host in worker["digests"].items():
                     digests.setdefault(model, {}).update(by_host)
-        else:
-            digests = self._digests(tests) if self._wants_files() else {}
+        elif self._wants_files():  # this process ran the tests
+            for record in self.records.values():
+                self._note_servers(record)
+            digests = self._digests()
         run = {
             "wall_s": round(time.perf_counter() - self._started, 3),
             "model": self.settings.model,
@@ -571,7 +638,7 @@ class Recorder:
             "seed": self.settings.seed,
             "hosts": self.hosts,
             "hosts_down": hosts_down(tests),
-            "workers": sorted(self.workers, key=lambda w: _worker_order(w["id"])),
+            "workers": worker_rows(tests, {w["id"]: w["host"] for w in self.workers}),
             "digests": digests,
             "dist": self.dist,
             "versions": versions(),
@@ -581,19 +648,24 @@ class Recorder:
     def _wants_files(self) -> bool:
         return self.options.report is not None or self.options.html is not None
 
-    def _digests(self, tests: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-        """Model digests from the servers this process used (hosts that were down skipped)."""
-        down = hosts_down(tests)
-        models: dict[str, set[str]] = {}
-        for test in tests:
-            if test["host"]:
-                models.setdefault(test["host"], set()).update(c["model"] for c in test["llm"])
+    def _note_servers(self, record: TestRecord) -> None:
+        """Which models answered live on which server; replayed calls asked no server."""
+        down = down_host(record.error, record.host)
+        if down is not None:
+            self.down.add(down)
+        if record.host:
+            live = {c["model"] for c in record.calls if not c.get("cached")}
+            self.live_models.setdefault(record.host, set()).update(live)
+
+    def _digests(self) -> dict[str, dict[str, str]]:
+        """Digests of the models that answered live, from the servers this process used
+        (hosts that were down skipped)."""
         found: dict[str, dict[str, str]] = {}
         for backend in self.pool.backends():
             host = public_host(backend.host)
-            if host in down:
+            if host in self.down:
                 continue
-            for model in sorted(models.get(host, ())):
+            for model in sorted(self.live_models.get(host, ())):
                 try:
                     digest = backend.digest(model)
                 except LLMError:
@@ -739,6 +811,15 @@ def gate_title(comparison: Comparison) -> str:
         f"baseline gate {verdict} (baseline {comparison.baseline}; max score drop "
         f"{limits.max_score_drop:g}, max latency factor x{limits.max_latency_factor:g})"
     )
+
+
+def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
+    """The ``llm sampling`` section: one line per ``llm.sample`` call of the run."""
+    return [
+        f"{test['nodeid']}: {'passed' if sample['passed'] else 'FAILED'}: {describe(sample)}"
+        for test in doc["tests"]
+        for sample in test["samples"]
+    ]
 
 
 def summary_lines(

@@ -265,7 +265,7 @@ def _score_plot(doc: Mapping[str, Any]) -> str:
                 x, y = _LABEL_W + i * bin_w + 1, top + _ROW_H - 4 - h
                 body.append(
                     f'<rect x="{x:.1f}" y="{y:.1f}" width="{bin_w - 2:.1f}" height="{h:.1f}" '
-                    f'fill="{color}"><title>{model}: {count} score(s) from '
+                    f'fill="{color}"><title>{escape(model)}: {count} score(s) from '
                     f"{i / 10:.1f} to {(i + 1) / 10:.1f}</title></rect>"
                 )
         mean = sum(values) / len(values)
@@ -304,8 +304,8 @@ def _latency_plot(doc: Mapping[str, Any]) -> str:
         color = _PALETTE[row % len(_PALETTE)]
         p = {q: percentile(values, q) or 0.0 for q in (0, 25, 50, 75, 95, 100)}
         tip = (
-            f"<title>{model}: {len(values)} call(s), p50 {p[50]:.0f} ms, p95 {p[95]:.0f} ms, "
-            f"max {p[100]:.0f} ms</title>"
+            f"<title>{escape(model)}: {len(values)} call(s), p50 {p[50]:.0f} ms, "
+            f"p95 {p[95]:.0f} ms, max {p[100]:.0f} ms</title>"
         )
         body.append(_label(mid + 4, model))
         body.append(
@@ -349,7 +349,7 @@ def _pass_rate_plot(doc: Mapping[str, Any], comparison: Comparison | None) -> st
             w = max(rate * _PLOT_W, 1.0)
             body.append(
                 f'<rect x="{_LABEL_W}" y="{y}" width="{w:.1f}" height="10" fill="{fill}">'
-                f"<title>{model}, {who}: {rate:.0%}</title></rect>"
+                f"<title>{escape(model)}, {who}: {rate:.0%}</title></rect>"
             )
             body.append(_text(_LABEL_W + w + 4, y + 9, f"{rate:.0%}", color="#444"))
     bottom = 10 + len(models) * _ROW_H

@@ -3,28 +3,24 @@
 :meth:`pytest_llm.Harness.sample` runs the calls (each with its own seed and cassette
 key) through :func:`run_samples`, which stops as soon as the verdict "at least
 ``min_pass_rate`` of n pass" can no longer change, and wraps them in a
-:class:`SampleResult`. :class:`SamplingSection` prints the rates at the end of the run.
+:class:`SampleResult`. The run report (:mod:`pytest_llm.report`) prints the rates at
+the end of the run, in its ``llm sampling`` section.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .result import LLMResult
-
-if TYPE_CHECKING:
-    import pytest
 
 __all__ = [
     "Sample",
     "SampleResult",
-    "SamplingSection",
     "describe",
     "required_passes",
     "run_samples",
@@ -195,29 +191,3 @@ def describe(summary: Mapping[str, Any]) -> str:
         f"{summary['passes']}/{runs} samples passed{early}: pass rate {summary['rate']:.0%} "
         f"(95% CI {low:.0%}-{high:.0%}), min_pass_rate {summary['min_pass_rate']:.0%}"
     )
-
-
-class SamplingSection:
-    """The ``llm sampling`` terminal section: one line per ``llm.sample`` call of the run.
-
-    Registered as a plugin on the controller; it reads the ``llm_samples`` entries that
-    travel in teardown reports' ``user_properties``, so it works the same under xdist.
-    """
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, dict[str, Any]]] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "teardown":  # the fixture adds its properties before this report
-            return
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                self.rows += [(report.nodeid, summary) for summary in json.loads(str(value))]
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.rows:
-            return
-        terminalreporter.write_sep("=", "llm sampling")
-        for nodeid, summary in self.rows:
-            verdict_word = "passed" if summary["passed"] else "FAILED"
-            terminalreporter.write_line(f"{nodeid}: {verdict_word}: {describe(summary)}")

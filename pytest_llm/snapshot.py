@@ -326,7 +326,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     _comparison: Comparison = Comparison()
     _next_comparison: Comparison | None = None
     _embed: Embed | None = None
-    _outcomes: dict[int, Outcome]
+    _last_outcome: Outcome | None = None
 
     @classmethod
     def of(
@@ -342,10 +342,6 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         )
         assertion._comparison, assertion._embed = comparison, embed
         return assertion
-
-    def __post_init__(self) -> None:
-        self._outcomes = {}
-        super().__post_init__()
 
     def with_defaults(self, **kwargs: Any) -> SnapshotAssertion:
         copy = super().with_defaults(**kwargs)
@@ -373,10 +369,10 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         if isinstance(extension, LLMSnapshotExtension):
             extension.comparison, extension.embed, extension.outcome = comparison, self._embed, None
         matched = super().__eq__(other)
-        index = self.num_executions - 1
-        if isinstance(extension, LLMSnapshotExtension) and extension.outcome is not None:
-            self._outcomes[index] = extension.outcome
-        error = self.executions[index].exception
+        self._last_outcome = (
+            extension.outcome if isinstance(extension, LLMSnapshotExtension) else None
+        )
+        error = self.executions[self.num_executions - 1].exception
         if isinstance(error, LLMError):  # a backend or config fault is a test error, not a diff
             raise error
         return matched
@@ -385,7 +381,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
 
     def get_assert_diff(self, *, diff_mode: DiffMode = DiffMode.DETAILED) -> list[str]:
         lines: list[str] = super().get_assert_diff(diff_mode=diff_mode)
-        outcome = self._outcomes.get(self.num_executions - 1)
+        outcome = self._last_outcome
         if outcome is not None and not outcome.matched:
             lines.insert(0, outcome.reason)
         return lines

@@ -1,11 +1,12 @@
 """pytest-xdist support: hooks that exist only when xdist is loaded.
 
 Per-test data needs nothing special: it travels to the controller inside the
-test reports (``user_properties`` and the ``llm_*`` report attributes). What a
-report cannot carry is a worker's own view of the run: which host it was given,
-how many calls it made, the digests of the models it used. Each worker puts that
-in ``workeroutput`` at the end of its session and the controller merges it in
-``pytest_testnodedown`` into the run's :class:`~pytest_llm.report.Recorder`.
+test reports (``user_properties`` and the ``llm_*`` report attributes), and the
+controller's :class:`~pytest_llm.report.Recorder` derives each worker's share of
+tests, calls and model time from them. What a report cannot carry is which host the
+worker was given and the digests of the models that answered it: each worker puts
+those in ``workeroutput`` at the end of its session and the controller merges them in
+``pytest_testnodedown``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .report import Recorder
 
 __all__ = ["WORKEROUTPUT_KEY", "XdistHooks", "worker_id"]
 
-#: The key of this plugin's totals in ``workeroutput``.
+#: The key of this plugin's entry in ``workeroutput``.
 WORKEROUTPUT_KEY = "pytest_llm"
 
 
@@ -42,12 +43,12 @@ class XdistHooks:
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:  # a worker: its totals go to the controller
-            workeroutput[WORKEROUTPUT_KEY] = self.recorder.process_totals()
+        if workeroutput is not None:  # a worker: its host and digests go to the controller
+            workeroutput[WORKEROUTPUT_KEY] = self.recorder.worker_output()
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """On the controller: merge a worker's totals (absent when the worker crashed)."""
-        totals = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
-        if totals is not None:
-            self.recorder.add_worker(totals)
+        """On the controller: merge a worker's output (absent when the worker crashed)."""
+        output = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if output is not None:
+            self.recorder.add_worker(output)

@@ -143,6 +143,31 @@ def test_a_bad_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ({"models": None}, "'models' must be an object of per-model figures, got None"),
+        (
+            {"tests": [{"nodeid": "t.py::test_a", "outcome": "passed", "score": "high"}]},
+            "t.py::test_a: 'score' must be a number or null, got 'high'",
+        ),
+    ],
+)
+def test_a_damaged_baseline_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester, damage: dict[str, Any], problem: str
+) -> None:
+    from pytest_llm.report import SCHEMA
+
+    pytester.makepyfile(t="def test_a():\n    pass\n")
+    baseline = pytester.path / "damaged.json"
+    baseline.write_text(json.dumps({"schema": SCHEMA, "tests": [], "models": {}, **damage}))
+    result = pytester.runpytest(f"--llm-baseline={baseline}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--llm-baseline='{baseline}' is damaged: {problem}; write *"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.no_fnmatch_line("*passed*")
+
+
 # --- compare() -----------------------------------------------------------------------------
 
 

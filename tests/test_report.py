@@ -217,6 +217,23 @@ def test_report_paths_from_ini_are_relative_to_the_ini_file(
     assert json.loads((pytester.path / "reports" / "run.json").read_text())["totals"]["calls"] == 1
 
 
+def test_an_ini_path_is_split_like_a_shell_word_and_an_option_path_is_from_the_cwd(
+    pytester: pytest.Pytester, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini('[pytest]\nllm_report = "my reports/run.json"\n')
+    pytester.makepyfile("def test_one(llm):\n    llm.chat('hi')\n")
+    elsewhere = pytester.mkdir("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    result = pytester.runpytest(str(pytester.path), f"--llm-host={fake.url}", "--llm-html=r.html")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "my reports" / "run.json").is_file()  # quotes are not in the name
+    assert (elsewhere / "r.html").is_file()
+    pytester.makeini("[pytest]\nllm_report = a.json b.json\n")
+    result = pytester.runpytest(str(pytester.path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini llm_report takes one file path, got 2*"])
+
+
 def test_bad_report_options_are_usage_errors(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(f"--llm-report={pytester.path}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -237,6 +254,45 @@ def test_unwritable_report_fails_the_session_with_a_clear_line(
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*pytest-llm: --llm-report: could not write *r.json*"])
+
+
+@pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]])
+def test_a_replayed_run_with_reports_asks_no_server_for_digests(
+    pytester: pytest.Pytester, fake: FakeOllama, dist: list[str]
+) -> None:
+    pytester.makepyfile(SUITE)
+    run(pytester, fake, "--llm-record-mode=once").assert_outcomes(passed=8, failed=1, skipped=1)
+    report, html = pytester.path / "r.json", pytester.path / "r.html"
+    with FakeOllama() as idle:
+        result = pytester.runpytest_subprocess(
+            f"--llm-host={idle.url}", "-p", "no:cacheprovider", "--llm-record-mode=none",
+            f"--llm-report={report}", f"--llm-html={html}", *dist,
+        )  # fmt: skip
+        result.assert_outcomes(passed=8, failed=1, skipped=1)
+        assert idle.requests == []
+    doc = json.loads(report.read_text())
+    assert doc["totals"]["cached"] == doc["totals"]["calls"] == 9
+    assert doc["run"]["digests"] == {}
+
+
+def test_model_names_are_escaped_in_the_html_plots(pytester: pytest.Pytester) -> None:
+    model = "m<x>&y"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.llm(model={model!r})
+        def test_odd_name(llm):
+            llm.chat("hi", scorer=lambda result: 0.5)
+        """
+    )
+    html = pytester.path / "r.html"
+    with FakeOllama(models=[model]) as fake:
+        run(pytester, fake, f"--llm-html={html}").assert_outcomes(passed=1)
+    plots = re.findall(r"<svg.*?</svg>", html.read_text(), re.S)
+    assert len(plots) == 3
+    titles = [title for svg in plots for title in ET.fromstring(svg).findall(".//{*}title")]
+    assert len(titles) == 3 and all(t.text and t.text.startswith(model) for t in titles)
 
 
 def test_every_test_once_under_dist_loadgroup(pytester: pytest.Pytester, fake: FakeOllama) -> None:
@@ -264,18 +320,7 @@ def test_every_test_once_under_dist_loadgroup(pytester: pytest.Pytester, fake: F
 
 def test_recorder_strips_loadgroup_suffixes(tmp_path: Path) -> None:
     """xdist appends ``@group`` to node ids under loadgroup (pytest < 9.2 lets it)."""
-    from pytest_llm.backends import BackendPool
-    from pytest_llm.config import HarnessConfig
-    from pytest_llm.report import Recorder, ReportOptions
-
-    recorder = Recorder(
-        options=ReportOptions(),
-        settings=HarnessConfig(),
-        hosts=["http://127.0.0.1:11434"],
-        pool=BackendPool(),
-        worker_id=None,
-        dist="loadgroup",
-    )
+    recorder = _recorder(worker_id=None, dist="loadgroup")
     for nodeid in ("t.py::test_x[a@b]@gpu", "t.py::test_y"):
         for when in ("setup", "call", "teardown"):
             report = _report(when, "passed")
@@ -289,6 +334,37 @@ def test_recorder_strips_loadgroup_suffixes(tmp_path: Path) -> None:
 
 
 # --- units ---------------------------------------------------------------------------------
+
+
+def _recorder(*, worker_id: str | None, dist: str | None = None, **options: Any) -> Any:
+    from pytest_llm.backends import BackendPool
+    from pytest_llm.config import HarnessConfig
+    from pytest_llm.report import Recorder, ReportOptions
+
+    return Recorder(
+        options=ReportOptions(**options),
+        settings=HarnessConfig(),
+        hosts=["http://127.0.0.1:11434"],
+        pool=BackendPool(),
+        worker_id=worker_id,
+        dist=dist,
+    )
+
+
+def test_a_workers_recorder_does_not_grow_with_the_tests(tmp_path: Path) -> None:
+    recorder = _recorder(worker_id="gw0", report=tmp_path / "r.json")
+    host = "http://gpu1:11434"
+    for i in range(50):
+        calls = [_call("live", 10.0), _call("replayed", 10.0, cached=True)]
+        for when in ("setup", "call", "teardown"):
+            properties = [("llm", json.dumps(calls))] if when == "teardown" else []
+            report = _report(when, "passed", user_properties=properties)
+            report.nodeid, report.llm_host = f"t.py::test_{i}", host  # type: ignore[attr-defined]
+            recorder.pytest_runtest_logreport(report)
+    assert recorder.records == {}
+    assert recorder.live_models == {host: {"live"}}  # replayed calls ask no server for a digest
+    output = recorder.worker_output()  # what workeroutput carries: no per-test totals
+    assert output == {"id": "gw0", "host": "http://127.0.0.1:11434", "digests": {}}
 
 
 def test_percentile_interpolates() -> None:
@@ -406,6 +482,23 @@ def test_model_figures_and_totals_from_records() -> None:
         (
             f'{{"schema": "{SCHEMA}", "tests": [{{"nodeid": "x"}}]}}',
             "must be a list of test records",
+        ),
+        (
+            f'{{"schema": "{SCHEMA}", "tests": [], "models": null}}',
+            "is damaged: 'models' must be an object of per-model figures, got None",
+        ),
+        (
+            f'{{"schema": "{SCHEMA}", "models": {{}}, '
+            '"tests": [{"nodeid": "t.py::a", "outcome": "passed", "score": "0.9"}]}',
+            "is damaged: t.py::a: 'score' must be a number or null, got '0.9'",
+        ),
+        (
+            f'{{"schema": "{SCHEMA}", "tests": [], "models": {{"m": {{"p50_ms": true}}}}}}',
+            "is damaged: model m: 'p50_ms' must be a number or null, got True",
+        ),
+        (
+            f'{{"schema": "{SCHEMA}", "tests": [{{"nodeid": 1, "outcome": "passed"}}]}}',
+            "is damaged: a test's 'nodeid' must be a string, got 1",
         ),
     ],
 )

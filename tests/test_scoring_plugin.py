@@ -285,6 +285,31 @@ def test_the_sampling_section_under_xdist(
     assert sum("= llm sampling =" in line for line in result.outlines) == 1
 
 
+def test_the_sampling_section_strips_the_loadgroup_suffix(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    """Before pytest 9.2, xdist appended ``@group`` to node ids under loadgroup: simulated."""
+    pytester.makeconftest(
+        """
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item._id = f"{item.nodeid}@gpu"  # pytest 9.2 keeps the node id in _id
+        """
+    )
+    pytester.makepyfile(SAMPLED)
+    fake.script(lambda r: "Paris" if r.body["options"]["seed"] < 45 else "Lyon")
+    result = pytester.runpytest_subprocess(
+        f"--llm-host={fake.url}", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    prefix = "test_the_sampling_section_strips_the_loadgroup_suffix.py::"
+    section = [line for line in result.outlines if line.startswith(prefix)]
+    assert sorted(line.split(": ")[0] for line in section) == [
+        f"{prefix}test_lenient", f"{prefix}test_strict",
+    ]  # fmt: skip
+    assert sum("= llm sampling =" in line for line in result.outlines) == 1
+
+
 def readme_answer(request: RecordedRequest) -> str:
     """What a capable model would answer to the README's scoring examples."""
     if request.model == "qwen2.5:7b":
