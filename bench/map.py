@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import time
-from typing import Any
 
 import ollama
+from _side_by_side import fake_in_subprocess
 
 from pytest_llm import Harness, HarnessConfig
-from pytest_llm.testing import FakeOllama
-
-
-def serve(conn: Any, slots: int, latency: float) -> None:
-    with FakeOllama("a short answer", parallel=slots, first_token_delay=latency) as fake:
-        conn.send(fake.url)
-        conn.recv()
 
 
 async def bare_loop(url: str, prompts: list[str], slots: int) -> None:
@@ -50,14 +42,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(
-        target=serve, args=(child, args.slots, args.latency), daemon=True
-    )
-    server.start()
-    url = parent.recv()
     prompts = [f"prompt {i}" for i in range(args.prompts)]
-    try:
+    replies = "a short answer"
+    with fake_in_subprocess(replies, parallel=args.slots, first_token_delay=args.latency) as url:
         harness = Harness(HarnessConfig(host=url, concurrency=args.slots))
         harness.map(prompts[: args.slots])  # warm up
         start = time.perf_counter()
@@ -67,9 +54,6 @@ def main() -> None:
         harness.map(prompts)
         ours = time.perf_counter() - start
         harness.close()
-    finally:
-        parent.send("stop")
-        server.join(10)
     ideal = args.prompts * args.latency / args.slots
     print(f"ideal (prompts x latency / slots): {ideal:.3f} s")
     print(f"bare asyncio + AsyncClient       : {bare:.3f} s  ({bare / ideal:.2f} x ideal)")

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import statistics
-import time
-from typing import Any
 
 import httpx
+from _side_by_side import alternate, fake_in_subprocess
 
 from pytest_llm import Harness, HarnessConfig
-from pytest_llm.testing import FakeOllama
 
 ANSWER = '{"name": "Lyon", "country": "France", "population": 513275}'
 MESSAGES = [{"role": "user", "content": "Describe Lyon as JSON."}]
@@ -53,44 +49,22 @@ def harness_call(harness: Harness) -> str:
     return harness.chat(MESSAGES, json_mode=True).content
 
 
-def serve(conn: Any) -> None:
-    """Run FakeOllama in its own process, so it does not share the GIL with the clients."""
-    with FakeOllama(ANSWER) as fake:
-        conn.send(fake.url)
-        conn.recv()  # until the parent is done
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=serve, args=(child,), daemon=True)
-    server.start()
-    url = parent.recv()
-    try:
+    with fake_in_subprocess(ANSWER) as url:
         client = httpx.Client(base_url=url, timeout=30)
         harness = Harness(HarnessConfig(backend="openai", host=url, timeout_seconds=30))
-        for _ in range(20):  # warm up connections and imports
-            raw_call(client), harness_call(harness)
-        raw, ours = [], []
-        for _ in range(args.rounds):
-            spent = {"raw": 0.0, "ours": 0.0}
-            for _ in range(args.calls):
-                for side, call in (("raw", lambda: raw_call(client)),
-                                   ("ours", lambda: harness_call(harness))):  # fmt: skip
-                    start = time.perf_counter()
-                    call()
-                    spent[side] += time.perf_counter() - start
-            raw.append(spent["raw"] / args.calls * 1000)
-            ours.append(spent["ours"] / args.calls * 1000)
+        ms = alternate(
+            {"raw": lambda: raw_call(client), "ours": lambda: harness_call(harness)},
+            calls=args.calls,
+            rounds=args.rounds,
+        )
         harness.close()
         client.close()
-    finally:
-        parent.send("stop")
-        server.join(10)
-    r, h = statistics.median(raw), statistics.median(ours)
+    r, h = ms["raw"], ms["ours"]
     print(f"raw httpx SSE loop       : {r:.3f} ms/call (median of {args.rounds} x {args.calls})")
     print(f"harness, openai backend  : {h:.3f} ms/call (JSON parse + validation included)")
     print(f"overhead                 : {h - r:+.3f} ms/call  ratio {h / r:.3f}  (budget +0.5 ms)")
