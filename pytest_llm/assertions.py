@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from ._text import shorten
 from .errors import QualityFailure, ScoreTooLow
 from .result import LLMResult
 from .scorers import DEFAULT_EMBEDDING_MODEL, embedding_similarity, lexical_similarity
@@ -26,10 +27,6 @@ _SHOWN = 500
 
 def _origin(output: object) -> str:
     return f" (from model {output.model})" if isinstance(output, LLMResult) else ""
-
-
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + f"... ({len(text)} chars)"
 
 
 def assert_json(output: LLMResult | str) -> Any:
@@ -64,7 +61,7 @@ def assert_schema(output: LLMResult | str | Any, schema: Schema) -> Any:
         got = text_of(output) if isinstance(output, LLMResult | str) else repr(value)
         raise QualityFailure(
             f"expected output matching {name}{_origin(output)}; {len(errors)} error(s):\n"
-            f"{listing}\ngot: {_shown(got)}"
+            f"{listing}\ngot: {shorten(got, _SHOWN)}"
         )
     return conformed
 
@@ -81,7 +78,7 @@ def assert_contains(output: LLMResult | str, *substrings: str, case_sensitive: b
         how = "" if case_sensitive else " (ignoring case)"
         raise QualityFailure(
             f"expected the output{_origin(output)} to contain {', '.join(map(repr, substrings))}"
-            f"{how}; missing {', '.join(map(repr, missing))}\ngot: {_shown(text)}"
+            f"{how}; missing {', '.join(map(repr, missing))}\ngot: {shorten(text, _SHOWN)}"
         )
 
 
@@ -96,7 +93,7 @@ def assert_matches(
     if match is None:
         raise QualityFailure(
             f"expected the output{_origin(output)} to match /{compiled.pattern}/; "
-            f"no match in: {_shown(text)}"
+            f"no match in: {shorten(text, _SHOWN)}"
         )
     return match
 
@@ -120,7 +117,7 @@ def assert_score(output: LLMResult | str, scorer: Scorer, *, min: float | None =
     if not score.passed:
         raise ScoreTooLow(
             f"expected {score.name} >= {threshold:g}{_origin(output)}, "
-            f"got {score.value:.3f}: {score.reason}\noutput: {_shown(result.content)}"
+            f"got {score.value:.3f}: {score.reason}\noutput: {shorten(result.content, _SHOWN)}"
         )
     return score
 

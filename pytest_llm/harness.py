@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest
 from .config import HarnessConfig
 from .errors import (
@@ -499,11 +500,6 @@ def _result(
     )
 
 
-def _shorten(text: str, limit: int = _SHOWN_OUTPUT) -> str:
-    text = repr(text)
-    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
-
-
 def _prompt(call: _Call) -> str:
     return next((str(m["content"]) for m in reversed(call.messages) if m.get("role") == "user"), "")
 
@@ -511,7 +507,7 @@ def _prompt(call: _Call) -> str:
 def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: str) -> str:
     lines = [
         f"the output of {' -> '.join(route)} {kind} in all {len(attempts)} attempt(s)",
-        f"prompt: {_shorten(_prompt(call))}",
+        f"prompt: {shorten(_prompt(call), _SHOWN_OUTPUT)}",
     ]
     for i, a in enumerate(attempts, 1):
         lines.append(
@@ -519,7 +515,7 @@ def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: st
             + (a.error or "").replace("\n", "\n    ")
         )
         if a.rejected != "transport":
-            lines.append(f"    output: {_shorten(a.output)}")
+            lines.append(f"    output: {shorten(a.output, _SHOWN_OUTPUT)}")
     return "\n".join(lines)
 
 
@@ -528,11 +524,11 @@ _SHOWN_FAILURES = 5
 
 def _sampling_report(call: _Call, outcome: SampleResult) -> str:
     failures = outcome.failures
-    lines = [str(outcome), f"prompt: {_shorten(_prompt(call))}", "failed samples:"]
+    lines = [str(outcome), f"prompt: {shorten(_prompt(call), _SHOWN_OUTPUT)}", "failed samples:"]
     for s in failures[:_SHOWN_FAILURES]:
         reason = (s.reason or "").replace("\n", "\n    ")
         lines.append(f"  sample {s.index} [{s.result.model}]: {reason}")
-        lines.append(f"    output: {_shorten(s.result.content)}")
+        lines.append(f"    output: {shorten(s.result.content, _SHOWN_OUTPUT)}")
     if len(failures) > _SHOWN_FAILURES:
         lines.append(f"  ... and {len(failures) - _SHOWN_FAILURES} more")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._text import shorten
 from .errors import BackendResponseError, ConfigError, JudgeError, OutputInvalid
 from .scoring import Score, active_harness, text_of
 from .validation import Rejected, Schema, conform, is_pydantic_model, parse_json
@@ -61,10 +62,6 @@ _SHOWN = 60
 Measure = Callable[[str], tuple[float, str, dict[str, Any]]]
 
 
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= _SHOWN else repr(text[: _SHOWN - 3]) + "..."
-
-
 def _wire_text(text: str) -> str:
     """``text`` safe to send as UTF-8 JSON: lone surrogates (from undecodable bytes) become '?'."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -94,8 +91,8 @@ def exact_match(expected: str, *, case_sensitive: bool = True, strip: bool = Tru
 
     def measure(text: str) -> tuple[float, str, dict[str, Any]]:
         if normal(text) == normal(expected):
-            return 1.0, f"equals {_shown(expected)}", {}
-        return 0.0, f"expected exactly {_shown(expected)}, got {_shown(text)}", {}
+            return 1.0, f"equals {shorten(expected, _SHOWN)}", {}
+        return 0.0, f"expected exactly {shorten(expected, _SHOWN)}, got {shorten(text, _SHOWN)}", {}
 
     return TextScorer("exact_match", measure)
 
@@ -282,7 +279,7 @@ def lexical_similarity(reference: str) -> TextScorer:
 
     def measure(text: str) -> tuple[float, str, dict[str, Any]]:
         value = lexical_ratio(text, reference)
-        return value, f"lexical similarity {value:.2f} to {_shown(reference)}", {}
+        return value, f"lexical similarity {value:.2f} to {shorten(reference, _SHOWN)}", {}
 
     return TextScorer("lexical_similarity", measure)
 
@@ -359,7 +356,10 @@ class EmbeddingSimilarity:
         return Score(
             value=min(1.0, max(0.0, cosine)),
             name=self.name,
-            reason=f"cosine similarity {cosine:.2f} to {_shown(self.reference)} ({self.model})",
+            reason=(
+                f"cosine similarity {cosine:.2f} to {shorten(self.reference, _SHOWN)} "
+                f"({self.model})"
+            ),
             details={"cosine": cosine, "model": self.model},
         )
 
@@ -456,8 +456,8 @@ def _judge_error(exc: OutputInvalid) -> JudgeError:
     return JudgeError(
         f"the judge model {last.model!r} gave no valid verdict in {len(attempts)} attempt(s): "
         f"expected JSON {json.dumps({'reasoning': '...', 'score': '0-10'})}; last answer "
-        f"{_shown(last.output)}: {last.error}. Use a judge model that follows a JSON format "
-        "(judge_model / --llm-judge-model), or raise max_retries"
+        f"{shorten(last.output, _SHOWN)}: {last.error}. Use a judge model that follows a "
+        "JSON format (judge_model / --llm-judge-model), or raise max_retries"
     )
 
 
