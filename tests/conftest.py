@@ -54,6 +54,23 @@ class ScriptedBackend:
         pass
 
 
+class InFlight:
+    """Counts the threads inside ``with`` at once: ``peak`` is the most seen together."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
 @pytest.fixture
 def scripted() -> type[ScriptedBackend]:
     return ScriptedBackend

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 
@@ -21,7 +20,7 @@ from pytest_llm.backends import ChatRequest
 from pytest_llm.errors import BackendBusy
 from pytest_llm.result import Completion
 
-from .conftest import ScriptedBackend
+from .conftest import InFlight, ScriptedBackend
 
 FAST = HarnessConfig(model="small", retry_delay_seconds=0.0, max_retries=2)
 
@@ -142,24 +141,17 @@ def test_score_never_good_enough_fails() -> None:
 
 
 def test_map_is_concurrent_bounded_and_ordered() -> None:
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
+    in_flight = InFlight()
 
     def slow(request: ChatRequest) -> str:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.05)
-        with lock:
-            in_flight -= 1
+        with in_flight:
+            time.sleep(0.05)
         return str(request.messages[0]["content"]).upper()
 
     backend = ScriptedBackend([slow])
     results = harness(backend, FAST.replace(concurrency=3)).map([f"p{i}" for i in range(9)])
     assert [r.content for r in results] == [f"P{i}" for i in range(9)]
-    assert peak == 3
+    assert in_flight.peak == 3
 
 
 def test_on_result_sees_successes_and_failures() -> None:

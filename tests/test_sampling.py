@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -27,7 +26,7 @@ from pytest_llm.sampling import (
 )
 from pytest_llm.scorers import contains_all
 
-from .conftest import ScriptedBackend
+from .conftest import InFlight, ScriptedBackend
 
 FAST = HarnessConfig(model="small", retry_delay_seconds=0.0, concurrency=1)
 
@@ -83,21 +82,15 @@ def test_run_samples_stops_once_the_verdict_is_certain() -> None:
 
 def test_run_samples_runs_at_least_one_and_in_parallel() -> None:
     assert len(run_samples(5, lambda i: sample(i, True), concurrency=1, min_pass_rate=0.0)) == 1
-    in_flight = peak = 0
-    lock = threading.Lock()
+    in_flight = InFlight()
 
     def slow(i: int) -> Sample:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        time.sleep(0.05)
-        with lock:
-            in_flight -= 1
+        with in_flight:
+            time.sleep(0.05)
         return sample(i, True)
 
     done = run_samples(6, slow, concurrency=3, min_pass_rate=1.0)
-    assert peak == 3 and [s.index for s in done] == list(range(6))
+    assert in_flight.peak == 3 and [s.index for s in done] == list(range(6))
 
 
 def test_run_samples_propagates_errors() -> None:
