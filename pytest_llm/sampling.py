@@ -87,29 +87,53 @@ def run_samples(
 ) -> list[Sample]:
     """Run ``run_one(0) … run_one(n-1)``, at most ``concurrency`` at once, in index order.
 
-    With ``stop_early``, no new sample starts once the verdict is certain (those
-    already running finish and count). The first exception raised by ``run_one``
-    propagates after the running samples end. Returns the samples sorted by index.
+    Which samples run depends on their answers only, never on timing, so a recording
+    replays exactly: sample ``i`` starts once samples ``0 … i-concurrency`` have ended,
+    and, with ``stop_early``, only while the verdict over that prefix is still open.
+    (Deciding by the order in which samples *finish* would make a replay ask for
+    samples the recording never made.) Samples already running when the verdict
+    becomes certain finish and count: the same ones, live or replayed. The exception
+    of the lowest-numbered failing sample propagates after the running samples end.
+    Returns the samples sorted by index.
     """
-    done: list[Sample] = []
-    started = 0
-    decided = False
-    workers = min(concurrency, n)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
-        running: set[Future[Sample]] = set()
+    finished: dict[int, Sample] = {}
+    errors: dict[int, BaseException] = {}
+    started = prefix = 0  # prefix: samples 0 … prefix-1 have all ended
+    decided_at: int | None = None  # the shortest prefix whose verdict is certain
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, n), thread_name_prefix="llm-sample"
+    ) as pool:
+        running: dict[Future[Sample], int] = {}
         while True:
-            while started < n and len(running) < concurrency and not decided:
+            while (
+                started < n
+                and started < prefix + concurrency
+                and (decided_at is None or started < decided_at + concurrency - 1)
+                and not errors
+            ):
                 # the caller's context travels along (the active harness, for model scorers)
-                running.add(pool.submit(contextvars.copy_context().run, run_one, started))
+                future = pool.submit(contextvars.copy_context().run, run_one, started)
+                running[future] = started
                 started += 1
             if not running:
                 break
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            done += [future.result() for future in finished]
-            passes = sum(s.passed for s in done)
-            if stop_early and verdict(passes, len(done) - passes, n, min_pass_rate) is not None:
-                decided = True
-    return sorted(done, key=lambda s: s.index)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    finished[index] = future.result()
+                else:
+                    errors[index] = error
+            while prefix in finished:
+                prefix += 1
+                passes = sum(finished[i].passed for i in range(prefix))
+                certain = verdict(passes, prefix - passes, n, min_pass_rate) is not None
+                if stop_early and decided_at is None and certain:
+                    decided_at = prefix
+    if errors:
+        raise errors[min(errors)]
+    return [finished[i] for i in sorted(finished)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 
 import pytest
@@ -25,6 +27,7 @@ from pytest_llm.sampling import (
     wilson_interval,
 )
 from pytest_llm.scorers import contains_all
+from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
 from .conftest import InFlight, ScriptedBackend
 
@@ -196,3 +199,81 @@ def test_infrastructure_errors_stop_sampling() -> None:
     with pytest.raises(BackendUnreachable):
         harness(backend).sample("x", 5)
     assert len(backend.requests) == 1
+
+
+# --- the samples that run depend on the answers, never on timing ---------------------------
+
+
+@pytest.mark.parametrize("slow", [None, 0, 3])
+def test_which_samples_run_depends_on_the_answers_only(slow: int | None) -> None:
+    # A live server answers samples in any order (here: one slow sample); a replay answers
+    # them at once. Both must run the same samples, or a replay asks for unrecorded ones.
+    def run_one(i: int) -> Sample:
+        time.sleep(0.05 if i == slow else 0.0)
+        return sample(i, passed=i != 2)
+
+    for _ in range(5):
+        done = run_samples(10, run_one, concurrency=4, min_pass_rate=0.5)
+        # 5 passes are certain once samples 0-5 ended; 6-8 had started by then, 9 never
+        assert [s.index for s in done] == list(range(9))
+        assert [s.passed for s in done].count(False) == 1
+
+
+def test_the_lowest_failing_sample_raises_whatever_ends_first() -> None:
+    def run_one(i: int) -> Sample:
+        time.sleep(0.05 if i == 0 else 0.0)
+        raise BackendUnreachable(f"sample {i} failed")
+
+    with pytest.raises(BackendUnreachable, match="sample 0 failed"):
+        run_samples(4, run_one, concurrency=4, min_pass_rate=1.0)
+
+
+README_SAMPLING = """
+import pytest
+
+@pytest.mark.llm(temperature=0.8, samples=10, min_pass_rate=0.8)
+def test_usually_right(llm):
+    outcome = llm.sample("Name a prime number between 10 and 20. The number only.",
+                         check=lambda text: text.strip() in {"11", "13", "17", "19"})
+    print(outcome)
+"""
+
+
+class Batches:
+    """Answers like a server decoding a batch: requests wait until ``size`` have arrived (or
+    ``window`` seconds pass), then all are answered together."""
+
+    def __init__(self, size: int, window: float = 0.5) -> None:
+        self.size, self.window = size, window
+        self._waiting = 0
+        self._batch = 0
+        self._cond = threading.Condition()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        with self._cond:
+            batch = self._batch
+            self._waiting += 1
+            if self._waiting == self.size:
+                self._waiting, self._batch = 0, batch + 1
+                self._cond.notify_all()
+            elif not self._cond.wait_for(lambda: self._batch != batch, timeout=self.window):
+                self._waiting, self._batch = 0, batch + 1  # a short batch
+                self._cond.notify_all()
+        return Reply(content=random.choice(["11", "13", "17", "19"]))
+
+
+def test_readme_sampling_example_recorded_once_replays_exactly(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_primes=README_SAMPLING)
+    with FakeOllama(Batches(4), parallel=4) as fake:
+        recorded = pytester.runpytest(
+            f"--llm-host={fake.url}", "--llm-record-mode=once", "-p", "no:cacheprovider", "-s"
+        )
+    recorded.assert_outcomes(passed=1)
+    # README's printed line: all 10 ran (the verdict was certain after 8, when 9 and 10 ran)
+    recorded.stdout.fnmatch_lines(["*10/10 samples passed: pass rate 100% (95% CI 72%-100%)*"])
+    for args in [()] * 5 + [("-n", "2")]:
+        replayed = pytester.runpytest(
+            "--llm-host=http://127.0.0.1:9", "--llm-record-mode=none", "-p", "no:cacheprovider",
+            "-s", *args,
+        )  # fmt: skip
+        replayed.assert_outcomes(passed=1)
