@@ -19,6 +19,8 @@
         └── PassRateTooLow           too few of llm.sample's calls passed (min_pass_rate)
 
 Backends convert their client library's exceptions into these at one place each
+    LLMWarning (UserWarning)         a setting that empties a verdict (sampling at temperature 0)
+
 (``raise X from exc``); nothing above the backend layer sees ``ollama`` or
 ``httpx`` exceptions. The plugin reports ``BackendError``, ``CassetteError`` and
 ``JudgeError`` as test errors (``E``) and ``QualityFailure`` as ordinary failures.
@@ -42,6 +44,7 @@ __all__ = [
     "ModelNotFound",
     "OutputInvalid",
     "PassRateTooLow",
+    "LLMWarning",
     "QualityFailure",
     "ScoreTooLow",
 ]
@@ -123,3 +126,10 @@ class ScoreTooLow(QualityFailure):
 
 class PassRateTooLow(QualityFailure):
     """Fewer than ``min_pass_rate`` of the sampled calls passed (``result``: the SampleResult)."""
+
+
+class LLMWarning(UserWarning):
+    """A setting that makes a verdict mean less than it seems (e.g. sampling at temperature 0).
+
+    Not an error: filter it with ``-W ignore::pytest_llm.LLMWarning`` once understood.
+    """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from .errors import (
     BackendError,
     ConfigError,
     LLMError,
+    LLMWarning,
     OutputInvalid,
     PassRateTooLow,
     QualityFailure,
@@ -187,6 +189,16 @@ class Harness:
                 "sample(scorer=...) needs min_score to decide which samples pass: "
                 "pass min_score=..., or set it with @pytest.mark.llm(min_score=...) or "
                 "--llm-min-score"
+            )
+        if count > 1 and cfg.temperature == 0:
+            warnings.warn(
+                LLMWarning(
+                    f"sample(n={count}) runs at temperature 0, where decoding is greedy: every "
+                    f"sample is the same answer whatever its seed, so '{count}/{count} passed' "
+                    f"would count one answer {count} times. Sample at a temperature above 0: "
+                    "@pytest.mark.llm(temperature=0.8) or llm.sample(..., temperature=0.8)"
+                ),
+                stacklevel=2,
             )
         samples = run_samples(
             count,
@@ -519,16 +531,11 @@ def _transcript(call: _Call, attempts: list[Attempt], route: list[str], kind: st
     return "\n".join(lines)
 
 
-_SHOWN_FAILURES = 5
-
-
 def _sampling_report(call: _Call, outcome: SampleResult) -> str:
-    failures = outcome.failures
+    """Why sampling failed: the rate, the prompt, and every failed sample with its output."""
     lines = [str(outcome), f"prompt: {shorten(_prompt(call), _SHOWN_OUTPUT)}", "failed samples:"]
-    for s in failures[:_SHOWN_FAILURES]:
+    for s in outcome.failures:
         reason = (s.reason or "").replace("\n", "\n    ")
         lines.append(f"  sample {s.index} [{s.result.model}]: {reason}")
         lines.append(f"    output: {shorten(s.result.content, _SHOWN_OUTPUT)}")
-    if len(failures) > _SHOWN_FAILURES:
-        lines.append(f"  ... and {len(failures) - _SHOWN_FAILURES} more")
     return "\n".join(lines)

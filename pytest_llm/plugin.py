@@ -31,6 +31,7 @@ from .harness import Harness
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
+from .sampling import ignored_settings
 from .scorers import EmbeddingCache
 from .scoring import activated
 from .xdist import XdistHooks, worker_id
@@ -187,6 +188,9 @@ def llm(
         if items:  # before the teardown report is made, so it (and JUnit XML, xdist) carry them
             text = json.dumps(items, sort_keys=True, default=str)
             request.node.user_properties.append((name, text))
+    ignored = ignored_settings(llm_config, called=bool(records), sampled=bool(samples))
+    if ignored is not None:
+        raise ConfigError(ignored)
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from .config import HarnessConfig
 from .result import LLMResult
 
 __all__ = [
     "Sample",
     "SampleResult",
     "describe",
+    "ignored_settings",
     "required_passes",
     "run_samples",
     "verdict",
@@ -214,4 +216,21 @@ def describe(summary: Mapping[str, Any]) -> str:
     return (
         f"{summary['passes']}/{runs} samples passed{early}: pass rate {summary['rate']:.0%} "
         f"(95% CI {low:.0%}-{high:.0%}), min_pass_rate {summary['min_pass_rate']:.0%}"
+    )
+
+
+def ignored_settings(config: HarnessConfig, *, called: bool, sampled: bool) -> str | None:
+    """Why a test's ``samples``/``min_pass_rate`` went unused, or ``None`` if they did not.
+
+    They shape ``llm.sample`` only: a test that sets them and then calls ``llm.chat`` alone
+    gets one answer per call and no pass rate, which must not pass for a sampled verdict.
+    """
+    if sampled or not called or (config.samples == 1 and config.min_pass_rate == 1.0):
+        return None
+    return (
+        f"this test sets samples={config.samples}, min_pass_rate={config.min_pass_rate:g}, "
+        "but it only called llm.chat(), which makes one call and ignores both: no pass rate "
+        "was measured. Call llm.sample(prompt, check=...) (it makes `samples` calls and "
+        "requires `min_pass_rate` of them to pass), or remove samples/min_pass_rate from "
+        "the test's @pytest.mark.llm"
     )

@@ -212,7 +212,7 @@ def test_map_and_sample_keep_the_active_harness_for_checks() -> None:
     h = harness(ScriptedBackend(["ok"]), FAST.replace(concurrency=2))
     with activated(h):
         h.map(["a", "b", "c"], check=check)
-        h.sample("a", 3, check=check, stop_early=False)
+        h.sample("a", 3, check=check, stop_early=False, temperature=0.5)
     assert seen == [h] * 6
 
 

@@ -14,6 +14,7 @@ from pytest_llm import (
     Harness,
     HarnessConfig,
     LLMResult,
+    LLMWarning,
     PassRateTooLow,
     SampleResult,
 )
@@ -31,7 +32,8 @@ from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
 from .conftest import InFlight, ScriptedBackend
 
-FAST = HarnessConfig(model="small", retry_delay_seconds=0.0, concurrency=1)
+# samples differ only above temperature 0 (at 0 sample() warns that they are one answer)
+FAST = HarnessConfig(model="small", temperature=0.8, retry_delay_seconds=0.0, concurrency=1)
 
 
 def harness(backend: ScriptedBackend, config: HarnessConfig = FAST, **kw: object) -> Harness:
@@ -277,3 +279,55 @@ def test_readme_sampling_example_recorded_once_replays_exactly(pytester: pytest.
             "-s", *args,
         )  # fmt: skip
         replayed.assert_outcomes(passed=1)
+
+
+# --- sampling says what it saw ---------------------------------------------------------------
+
+
+def test_sampling_at_temperature_0_warns_that_every_sample_is_one_answer() -> None:
+    greedy = harness(ScriptedBackend(["yes"]), FAST.replace(temperature=0.0))
+    with pytest.warns(LLMWarning, match=r"sample\(n=4\) runs at temperature 0.*'4/4 passed'"):
+        greedy.sample("Say yes", 4)
+    greedy.sample("Say yes", 1)  # one sample claims nothing about a rate: no warning
+    harness(ScriptedBackend(["yes"])).sample("Say yes", 4)  # temperature 0.8: no warning
+
+
+def test_pass_rate_too_low_lists_every_failed_sample() -> None:
+    backend = ScriptedBackend([lambda r: f"wrong {r.sample}"])
+    with pytest.raises(PassRateTooLow) as info:
+        harness(backend).sample("x", 8, check=lambda t: t == "yes", stop_early=False)
+    message = str(info.value)
+    assert message.startswith("0/8 samples passed")
+    for i in range(8):
+        assert f"sample {i} [small]: check <lambda> " in message
+        assert f"output: 'wrong {i}'" in message
+    assert "more" not in message
+
+
+def test_samples_set_on_a_test_that_only_chats_is_an_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(samples=5, min_pass_rate=0.8, temperature=0.8)
+        def test_chats_only(llm):
+            assert llm.chat("Say yes").content == "yes"
+
+        @pytest.mark.llm(samples=5, min_pass_rate=0.8, temperature=0.8)
+        def test_samples(llm):
+            llm.sample("Say yes", check=lambda text: text == "yes")
+
+        def test_plain(llm):
+            assert llm.chat("Say yes").content == "yes"
+        """
+    )
+    with FakeOllama("yes") as fake:
+        result = pytester.runpytest(f"--llm-host={fake.url}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_chats_only*",
+            "*ConfigError: this test sets samples=5, min_pass_rate=0.8, but it only called "
+            "llm.chat(), which makes one call and ignores both*",
+        ]
+    )
