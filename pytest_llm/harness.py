@@ -31,7 +31,7 @@ from .errors import (
 from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
 from .scorers import EmbeddingCache
-from .scoring import Score, Scorer, activated, run_scorer
+from .scoring import Score, Scorer, activated, as_result, run_scorer
 from .validation import Check, Rejected, Schema, format_for, validate
 
 __all__ = ["Harness", "Prompt"]
@@ -216,11 +216,14 @@ class Harness:
             raise error
         return outcome
 
-    def score(self, result: LLMResult, scorer: Scorer, *, min_score: float | None = None) -> Score:
-        """Score ``result`` without the retry loop; ``passed`` is judged against ``min_score``."""
+    def score(
+        self, result: LLMResult | str, scorer: Scorer, *, min_score: float | None = None
+    ) -> Score:
+        """Score ``result`` (or plain text) without the retry loop; ``passed`` is judged
+        against ``min_score``. Text is scored as an ``LLMResult`` with an empty ``model``."""
         __tracebackhide__ = True  # failures point at the test, not at the loop
         threshold = self.config.min_score if min_score is None else min_score
-        return self._score(scorer, result, threshold, self.config)
+        return self._score(scorer, as_result(result), threshold, self.config)
 
     def embed(self, texts: Sequence[str], *, model: str) -> list[list[float]]:
         """Embedding vectors of ``texts`` from ``model``, cached for the session by text."""

@@ -22,7 +22,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._text import shorten
@@ -33,7 +33,7 @@ from .validation import Rejected, Schema, conform, is_pydantic_model, parse_json
 if TYPE_CHECKING:
     from .backends import Backend
     from .harness import Harness
-    from .result import LLMResult
+    from .result import Attempt, LLMResult
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
@@ -413,6 +413,25 @@ def judge_messages(rubric: str, output: str, reference: str | None = None) -> li
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
+#: The judge's temperature when it is sampled (``samples > 1``) and none is given.
+_SAMPLE_TEMPERATURE = 0.7
+
+#: Added after the fenced output when a verdict was malformed. It quotes nothing: neither the
+#: judge's answer nor the validation error (which quotes it) may reach the judge outside the
+#: fence, where an instruction copied from the output would read as ours.
+_REASK_NOTE = (
+    "Your previous reply was not the required JSON object. Reply with the JSON object "
+    'only, exactly in this form: {"reasoning": "<one or two sentences>", '
+    '"score": <integer 0-10>}.'
+)
+
+
+def _reasked(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The judge's conversation again, with :data:`_REASK_NOTE` after the fenced output."""
+    *head, last = messages
+    return [*head, {**last, "content": f"{last['content']}\n\n{_REASK_NOTE}"}]
+
+
 @dataclass(frozen=True)
 class Judge:
     """An LLM judge: a score from 0 to 10 (scaled to [0, 1]) against ``rubric``."""
@@ -423,41 +442,79 @@ class Judge:
     harness: Harness | None = None
     samples: int = 1
     name: str = "judge"
+    temperature: float | None = None
+    """``None``: the judge harness's (0) for one sample, :data:`_SAMPLE_TEMPERATURE` for more."""
+    retries: int = 2
+    """Re-asks after a malformed verdict, per sample (the test's ``max_retries`` is not used)."""
 
     def __call__(self, output: LLMResult | str, /) -> Score:
         import statistics
 
         harness = self.harness or _harness_for("judge()").for_judge(self.model)
         messages = judge_messages(self.rubric, text_of(output), self.reference)
-        seed = harness.config.seed
-        verdicts = []
-        for i in range(self.samples):  # independent samples differ by seed
-            options: dict[str, Any] = {} if seed is None else {"seed": seed + i}
-            try:
-                answer = harness.chat(messages, schema=JUDGE_SCHEMA, model=self.model, **options)
-            except OutputInvalid as exc:
-                raise _judge_error(exc) from exc
-            verdicts.append(answer.parsed)
-        points = [int(v["score"]) for v in verdicts]
+        verdicts = [self._verdict(harness, messages, i) for i in range(self.samples)]
+        points = [int(v.parsed["score"]) for v in verdicts]
         value = statistics.fmean(points) / 10
-        reason = str(verdicts[0]["reasoning"])
-        details: dict[str, Any] = {"judge_model": answer.model, "scores": points}
+        reason = str(verdicts[0].parsed["reasoning"])
+        details: dict[str, Any] = {"judge_model": verdicts[-1].model, "scores": points}
         if self.samples > 1:
             spread = (max(points) - min(points)) / 10
             details.update(spread=spread, stdev=statistics.pstdev(points) / 10)
-            details["reasonings"] = [str(v["reasoning"]) for v in verdicts]
+            details["reasonings"] = [str(v.parsed["reasoning"]) for v in verdicts]
             reason = f"mean of {self.samples} judge samples, spread {spread:.1f}; {reason}"
         return Score(value=value, name=self.name, reason=reason, details=details)
 
+    def _verdict(self, harness: Harness, messages: list[dict[str, str]], sample: int) -> LLMResult:
+        """Sample ``sample``'s valid verdict, asking up to ``1 + retries`` times.
 
-def _judge_error(exc: OutputInvalid) -> JudgeError:
-    attempts = exc.result.attempts
-    last = attempts[-1]
+        The judge re-asks on its own: the harness's re-ask would show the judge its
+        malformed answer and the error quoting it, outside the fence. Each ask has its own
+        seed (``seed + sample``, then ``samples`` further on per re-ask).
+        """
+        temperature = self.temperature
+        if temperature is None and self.samples > 1:
+            temperature = _SAMPLE_TEMPERATURE
+        options: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+        seed = harness.config.seed
+        rejected: list[Attempt] = []
+        for ask in range(1 + self.retries):
+            if seed is not None:
+                options["seed"] = seed + sample + ask * self.samples
+            asked = _reasked(messages) if ask else messages
+            try:
+                return _ask_once(harness, asked, self.model, options)
+            except OutputInvalid as exc:
+                rejected += [a for a in exc.result.attempts if a.rejected != "transport"]
+        raise _judge_error(rejected, self.retries)
+
+
+def _ask_once(
+    harness: Harness, messages: list[dict[str, str]], model: str | None, options: dict[str, Any]
+) -> LLMResult:
+    """One judge answer, validated against :data:`JUDGE_SCHEMA` and never re-asked by the
+    harness; a transport fault is still retried as the harness retries it (``max_retries``
+    in a row, with growing pauses). ``OutputInvalid`` when the answer is malformed."""
+    call = harness._prepare(
+        prompt=messages,
+        system=None,
+        schema=JUDGE_SCHEMA,
+        check=None,
+        scorer=None,
+        model=model,
+        options=options,
+    )
+    # the harness's own loop with one answer per model, as ``Harness.sample`` runs a sample
+    return harness._run(replace(call, answers=1))
+
+
+def _judge_error(rejected: list[Attempt], retries: int) -> JudgeError:
+    last = rejected[-1]
     return JudgeError(
-        f"the judge model {last.model!r} gave no valid verdict in {len(attempts)} attempt(s): "
+        f"the judge model {last.model!r} gave no valid verdict in {len(rejected)} attempt(s): "
         f"expected JSON {json.dumps({'reasoning': '...', 'score': '0-10'})}; last answer "
         f"{shorten(last.output, _SHOWN)}: {last.error}. Use a judge model that follows a "
-        "JSON format (judge_model / --llm-judge-model), or raise max_retries"
+        "JSON format (judge_model / --llm-judge-model), or allow it more re-asks with "
+        f"judge(..., retries=N) (now {retries})"
     )
 
 
@@ -468,18 +525,49 @@ def judge(
     model: str | None = None,
     harness: Harness | None = None,
     samples: int = 1,
+    temperature: float | None = None,
+    retries: int = 2,
 ) -> Judge:
     """Score with a judge model against ``rubric`` (0 to 10 from the judge, scaled to [0, 1]).
 
     The judge is ``harness`` (e.g. the ``llm_judge`` fixture) or, by default, a harness
     for ``model``/``judge_model`` on the servers of the harness in use. Its answer is
-    validated against :data:`JUDGE_SCHEMA` and re-asked when malformed; when it stays
-    malformed, :class:`~pytest_llm.JudgeError` names the judge model. With ``samples > 1``
-    the judge is asked that many times (seeds ``seed``, ``seed + 1`` …); the score is the
-    mean and ``details`` hold every score and their spread.
+    validated against :data:`JUDGE_SCHEMA`; a malformed one is asked again up to
+    ``retries`` times (the judge's own budget, whatever the test's ``max_retries``), each
+    time with the same messages, a fixed note that quotes nothing and another seed. When it
+    stays malformed, :class:`~pytest_llm.JudgeError` names the judge model. With
+    ``samples > 1`` the judge is asked that many times (seeds ``seed``, ``seed + 1`` …) at
+    ``temperature`` (default 0.7, so that the verdicts can differ); the score is the mean
+    and ``details`` hold every score and their spread. One sample runs at ``temperature``
+    when given, else at the judge harness's (0 for a ``for_judge`` harness).
     """
     if not isinstance(rubric, str) or not rubric.strip():
         raise ConfigError("judge() needs a rubric: a non-empty description of a good answer")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ConfigError(f"judge(samples={samples!r}) is invalid: expected an integer >= 1")
-    return Judge(rubric, reference, model, harness, samples)
+    if temperature is not None and (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not 0 <= temperature <= 2
+    ):
+        raise ConfigError(
+            f"judge(temperature={temperature!r}) is invalid: expected a number from 0 to 2"
+        )
+    if samples > 1 and temperature == 0:
+        raise ConfigError(
+            f"judge(samples={samples}, temperature={temperature!r}) would ask for the same "
+            f"verdict {samples} times: at temperature 0 they are identical and their spread "
+            "is 0 whatever the judge thinks. Give a temperature above 0 (the default for "
+            f"samples > 1 is {_SAMPLE_TEMPERATURE}), or samples=1"
+        )
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ConfigError(f"judge(retries={retries!r}) is invalid: expected an integer >= 0")
+    return Judge(
+        rubric,
+        reference,
+        model,
+        harness,
+        samples,
+        temperature=None if temperature is None else float(temperature),
+        retries=retries,
+    )
