@@ -255,6 +255,28 @@ def pytest_runtest_makereport(
     return report
 
 
+_UNFINISHED_KEY = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_keeps_snapshots(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test of ``llm_snapshot`` that did not pass, or any test that ended in an
+    infrastructure error, keeps its snapshots (``pytest_llm.snapshot.keep_snapshots``)."""
+    report = yield
+    if report.failed and (
+        "llm_snapshot" in getattr(item, "fixturenames", ())
+        or (call.excinfo is not None and call.excinfo.errisinstance(INFRASTRUCTURE_ERRORS))
+    ):
+        item.stash[_UNFINISHED_KEY] = True
+    if report.when == "teardown" and item.stash.get(_UNFINISHED_KEY, False):
+        from .snapshot import keep_snapshots
+
+        keep_snapshots(item)  # syrupy has seen the setup and call reports by now
+    return report
+
+
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
     """Infrastructure faults during the call count as errors (E), not failures."""
     if report.when == "call" and getattr(report, "llm_infrastructure", False):

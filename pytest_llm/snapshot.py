@@ -21,6 +21,11 @@ names the model that produced the answer. Comparison modes:
 
 The mode and threshold come from ini (``llm_snapshot_mode``, ``llm_snapshot_threshold``)
 or per assertion: ``assert result == llm_snapshot(mode="lexical", threshold=0.9)``.
+
+Unused snapshots are syrupy's, with one rule more (:func:`keep_snapshots`): a test
+that did not pass keeps every snapshot it has, since it did not show that they are
+unused. ``--snapshot-update`` deletes none of them, and a run without it does not
+call them unused.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ __all__ = [
     "LLMSnapshotExtension",
     "Outcome",
     "compare",
+    "keep_snapshots",
     "settings_from_ini",
     "structure_differences",
 ]
@@ -223,6 +229,20 @@ def compare(
     return Outcome(
         passed, f"{mode} similarity {similarity:.3f} {verdict} threshold {threshold:g}{source}"
     )
+
+
+def keep_snapshots(item: pytest.Item) -> None:
+    """Keep every snapshot of ``item``, a test that did not pass.
+
+    syrupy calls a snapshot unused when its test ran without asserting it, and
+    ``--snapshot-update`` deletes it; a test that failed or errored (a cassette miss,
+    a server down, a broken fixture) stopped early and shows nothing of the kind.
+    syrupy keeps the snapshots of skipped tests: ``item`` counts as one of them (on an
+    xdist worker too; the controller merges the workers' statuses).
+    """
+    session = getattr(item.config, "_syrupy", None)  # syrupy's SnapshotSession
+    if session is not None:
+        session.ran_item(item.nodeid, "skipped")
 
 
 def _type_name(value: Any) -> str:

@@ -28,6 +28,12 @@ def snapshot_file(pytester: pytest.Pytester, test: str, module: str) -> Path:
     return pytester.path / SNAPSHOTS / module / f"{test}.llm.txt"
 
 
+def snapshot_summary(result: pytest.RunResult) -> str:
+    """syrupy's report at the end of a run (what it says about unused snapshots)."""
+    text = result.stdout.str().split("snapshot report summary", 1)[-1]
+    return text.split("short test summary info", 1)[0]
+
+
 def free_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -304,6 +310,110 @@ def test_unused_snapshots_are_reported_as_syrupy_does(
     cleaned = pytester.runpytest_subprocess(*dist, "--snapshot-update")
     cleaned.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
     assert not snapshot_file(pytester, "test_removed", "test_unused").exists()
+
+
+KEPT = """
+def test_capital(llm, llm_snapshot):
+    assert llm.chat("Capital of France?") == llm_snapshot
+
+def test_plain(llm_snapshot):
+    assert "plain" == llm_snapshot
+"""
+
+
+@pytest.mark.parametrize("fault", ["cassette miss", "server down"])
+@pytest.mark.parametrize("dist", [["-n", "2"], ["-p", "no:xdist"]], ids=["xdist", "no-xdist"])
+def test_a_test_that_could_not_run_keeps_its_snapshot(
+    pytester: pytest.Pytester, dist: list[str], fault: str
+) -> None:
+    pytester.makepyfile(test_kept=KEPT)
+    with FakeOllama("The capital of France is Paris.") as fake:
+        run(pytester, f"--llm-host={fake.url}", "--snapshot-update").assert_outcomes(passed=2)
+    path = snapshot_file(pytester, "test_capital", "test_kept")
+    stored = path.read_text()
+    faulty = (
+        ["--llm-record-mode=none", f"--llm-host={free_url()}"]
+        if fault == "cassette miss"
+        else [f"--llm-host={free_url()}"]
+    )
+    error = "CassetteError" if fault == "cassette miss" else "BackendUnreachable"
+
+    plain = pytester.runpytest_subprocess(*dist, *faulty)
+    plain.assert_outcomes(passed=1, errors=1)
+    plain.stdout.fnmatch_lines([f"*{error}*", "*1 snapshot passed.", "*1 passed, 1 error*"])
+    assert "unused" not in snapshot_summary(plain)
+    assert "--snapshot-update" not in snapshot_summary(plain)
+    assert path.read_text() == stored
+
+    updated = pytester.runpytest_subprocess(*dist, *faulty, "--snapshot-update")
+    updated.assert_outcomes(passed=1, errors=1)
+    updated.stdout.fnmatch_lines([f"*{error}*", "*1 snapshot passed.", "*1 passed, 1 error*"])
+    assert "deleted" not in snapshot_summary(updated)
+    assert "unused" not in snapshot_summary(updated)
+    assert path.read_text() == stored
+
+
+UNFINISHED = """
+import os
+import pytest
+
+WRITE = os.environ.get("WRITE_SNAPSHOTS") == "1"
+
+@pytest.fixture
+def broken():
+    if not WRITE:
+        raise RuntimeError("fixture broke")
+
+def test_setup_error(broken, llm_snapshot):
+    assert "setup" == llm_snapshot
+
+def test_failure(llm_snapshot):
+    assert WRITE, "failed before its snapshot"
+    assert "failure" == llm_snapshot
+
+def test_skip(llm_snapshot):
+    if not WRITE:
+        pytest.skip("not today")
+    assert "skip" == llm_snapshot
+
+@pytest.mark.xfail(not WRITE, reason="known", strict=True)
+def test_xfail(llm_snapshot):
+    assert WRITE
+    assert "xfail" == llm_snapshot
+
+def test_passes(llm_snapshot):
+    assert "passes" == llm_snapshot
+"""
+
+
+def test_snapshots_are_unused_only_when_their_test_passed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that errored in setup, failed, was skipped or xfailed before its assertion
+    keeps its snapshot: it was not shown to be unused. A removed one still is."""
+    pytester.makepyfile(test_unfinished=UNFINISHED)
+    monkeypatch.setenv("WRITE_SNAPSHOTS", "1")
+    run(pytester, "--snapshot-update").assert_outcomes(passed=5)
+    folder = pytester.path / SNAPSHOTS / "test_unfinished"
+    written = {p.name: p.read_text() for p in folder.iterdir()}
+    assert len(written) == 5
+    monkeypatch.delenv("WRITE_SNAPSHOTS")
+
+    updated = run(pytester, "--snapshot-update")
+    updated.assert_outcomes(passed=1, failed=1, errors=1, skipped=1, xfailed=1)
+    updated.stdout.fnmatch_lines(["*1 snapshot passed."])
+    assert "deleted" not in snapshot_summary(updated)
+    assert {p.name: p.read_text() for p in folder.iterdir()} == written
+
+    plain = run(pytester)
+    plain.stdout.fnmatch_lines(["*1 snapshot passed."])
+    assert "unused" not in snapshot_summary(plain)
+    assert "--snapshot-update" not in snapshot_summary(plain)
+
+    pytester.makepyfile(test_unfinished=UNFINISHED.replace("def test_passes", "def _gone"))
+    cleaned = run(pytester, "--snapshot-update")
+    cleaned.stdout.fnmatch_lines(["*1 unused snapshot deleted.*"])
+    assert {p.name for p in folder.iterdir()} == set(written) - {"test_passes.llm.txt"}
 
 
 # --- the pieces, without pytest sessions ------------------------------------------------------
