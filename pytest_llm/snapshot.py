@@ -4,13 +4,18 @@
 answer in ``__snapshots__/<test module>/<test name>.llm.txt``::
 
     model: llama3.2
+    identity: sha256:a80c4f17acd5...
     kind: text
     ---
     The capital of France is Paris.
 
 A text answer is stored as text; a structured one (an ``LLMResult`` with ``parsed``,
 or a dict, list, pydantic model ...) as indented JSON with sorted keys. The header
-names the model that produced the answer. Comparison modes:
+names the model that produced the answer and, when known, its identity
+(``result.metadata["model_identity"]``, e.g. an Ollama digest). Under
+``--snapshot-update`` an answer from another model (or identity) rewrites its
+snapshot even when it matches, so that the header stays true; a failed comparison
+after a model change names both models. Comparison modes:
 
 ``exact``      the same text (or the same JSON)
 ``lexical``    word similarity of the two texts >= threshold: ``2·LCS / (words a + words b)``,
@@ -59,6 +64,7 @@ __all__ = [
     "Outcome",
     "compare",
     "keep_snapshots",
+    "model_change",
     "settings_from_ini",
     "structure_differences",
 ]
@@ -125,26 +131,50 @@ def settings_from_ini(config: pytest.Config) -> Comparison:
 
 @dataclass(frozen=True)
 class Answer:
-    """What a snapshot file holds: the answer's kind (``text``/``json``), body and model."""
+    """What a snapshot file holds: the answer's kind (``text``/``json``), body, the model
+    that produced it and that model's identity (``None`` when unknown).
+
+    The model and identity are header lines: line breaks in them become spaces.
+    """
 
     kind: str
     body: str
     model: str | None = None
+    identity: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("model", "identity"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, " ".join(str(value).split()) or None)
 
     @classmethod
     def of(cls, data: Any) -> Answer:
         """An ``LLMResult`` (its ``parsed`` value when it has one), a string, or JSON data."""
         if isinstance(data, LLMResult):
+            identity = data.metadata.get("model_identity")
+            identity = None if identity is None else str(identity)
             if data.parsed is None:
-                return cls("text", data.content, data.model)
-            return cls("json", _json_text(data.parsed), data.model)
+                return cls("text", data.content, data.model, identity)
+            return cls("json", _json_text(data.parsed), data.model, identity)
         if isinstance(data, str):
             return cls("text", data)
         return cls("json", _json_text(data))
 
     def dumps(self) -> str:
-        header = ([f"model: {self.model}"] if self.model else []) + [f"kind: {self.kind}", "---"]
-        return "\n".join([*header, self.body]) + "\n"
+        header = [f"{name}: {value}" for name, value in self._provenance() if value]
+        return "\n".join([*header, f"kind: {self.kind}", "---", self.body]) + "\n"
+
+    def _provenance(self) -> tuple[tuple[str, str | None], ...]:
+        return (("model", self.model), ("identity", self.identity))
+
+    def stale_for(self, answer: Answer) -> bool:
+        """Whether this snapshot's header would lie about ``answer``: another model made
+        it, or its known identity differs (an unknown one changes nothing). A snapshot
+        that names no model (written by hand) is the user's, never stale."""
+        if self.model is None or answer.model is None:
+            return False
+        return answer.model != self.model or answer.identity not in (None, self.identity)
 
     @classmethod
     def loads(cls, text: str) -> Answer:
@@ -156,7 +186,8 @@ class Answer:
                 body = "\n".join(lines[n + 1 :])
                 body = body[:-1] if body.endswith("\n") else body
                 kind = fields.get("kind", "text")
-                return cls(kind if kind in ("text", "json") else "text", body, fields.get("model"))
+                kind = kind if kind in ("text", "json") else "text"
+                return cls(kind, body, fields.get("model"), fields.get("identity"))
             match = _HEADER_LINE.fullmatch(line)
             if match is None:
                 break
@@ -231,6 +262,24 @@ def compare(
     )
 
 
+def model_change(snapshot: Answer, answer: Answer) -> str | None:
+    """The line that says another model (or identity) made ``answer``; ``None`` when the
+    model is the same and no two known identities differ."""
+    if snapshot.model is None or answer.model is None:
+        return None
+    if snapshot.model == answer.model and (
+        None in (snapshot.identity, answer.identity) or snapshot.identity == answer.identity
+    ):
+        return None
+
+    def made_by(a: Answer) -> str:
+        return f"{a.model} (identity {a.identity or 'unknown'})"
+
+    if snapshot.identity is None and answer.identity is None:
+        return f"the snapshot was made by model {snapshot.model}, this answer by {answer.model}"
+    return f"the snapshot was made by model {made_by(snapshot)}, this answer by {made_by(answer)}"
+
+
 def keep_snapshots(item: pytest.Item) -> None:
     """Keep every snapshot of ``item``, a test that did not pass.
 
@@ -296,7 +345,9 @@ class LLMSnapshotExtension(SingleFileSnapshotExtension):
     def __init__(self) -> None:
         self.comparison = Comparison()
         self.embed: Embed | None = None
+        self.update = False  # --snapshot-update: a snapshot made by another model is rewritten
         self.outcome: Outcome | None = None
+        self.model_change: str | None = None
 
     def serialize(
         self,
@@ -311,12 +362,12 @@ class LLMSnapshotExtension(SingleFileSnapshotExtension):
     def matches(
         self, *, serialized_data: SerializableData, snapshot_data: SerializableData
     ) -> bool:
-        self.outcome = compare(
-            Answer.loads(str(snapshot_data)),
-            Answer.loads(str(serialized_data)),
-            self.comparison,
-            self.embed,
-        )
+        snapshot, answer = Answer.loads(str(snapshot_data)), Answer.loads(str(serialized_data))
+        self.model_change = model_change(snapshot, answer)
+        if self.update and snapshot.stale_for(answer):  # rewritten whatever the comparison
+            self.outcome = Outcome(False, "the snapshot names another model")
+            return False
+        self.outcome = compare(snapshot, answer, self.comparison, self.embed)
         return self.outcome.matched
 
     def read_snapshot_data_from_location(
@@ -347,6 +398,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     _next_comparison: Comparison | None = None
     _embed: Embed | None = None
     _last_outcome: Outcome | None = None
+    _last_model_change: str | None = None
 
     @classmethod
     def of(
@@ -388,9 +440,12 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         self._next_comparison = None
         if isinstance(extension, LLMSnapshotExtension):
             extension.comparison, extension.embed, extension.outcome = comparison, self._embed, None
+            extension.update, extension.model_change = self.update_snapshots, None
         matched = super().__eq__(other)
-        self._last_outcome = (
-            extension.outcome if isinstance(extension, LLMSnapshotExtension) else None
+        self._last_outcome, self._last_model_change = (
+            (extension.outcome, extension.model_change)
+            if isinstance(extension, LLMSnapshotExtension)
+            else (None, None)
         )
         error = self.executions[self.num_executions - 1].exception
         if isinstance(error, LLMError):  # a backend or config fault is a test error, not a diff
@@ -403,5 +458,6 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         lines: list[str] = super().get_assert_diff(diff_mode=diff_mode)
         outcome = self._last_outcome
         if outcome is not None and not outcome.matched:
-            lines.insert(0, outcome.reason)
+            notes = [outcome.reason, self._last_model_change]
+            lines[0:0] = [note for note in notes if note is not None]
         return lines

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llm import LLMResult
 from pytest_llm.snapshot import Answer, Comparison, compare, structure_differences
 from pytest_llm.testing import FakeOllama
 
@@ -416,6 +417,100 @@ def test_snapshots_are_unused_only_when_their_test_passed(
     assert {p.name for p in folder.iterdir()} == set(written) - {"test_passes.llm.txt"}
 
 
+PROVENANCE = """
+import os
+from pytest_llm import LLMResult
+
+def test_answer(llm_snapshot):
+    identity = os.environ.get("IDENTITY")
+    result = LLMResult(
+        content=os.environ.get("ANSWER", "Paris."),
+        model=os.environ["MODEL"],
+        metadata={} if identity is None else {"model_identity": identity},
+    )
+    assert result == llm_snapshot
+"""
+
+
+def test_a_rewritten_snapshot_names_the_model_that_made_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_provenance=PROVENANCE)
+    path = snapshot_file(pytester, "test_answer", "test_provenance")
+    monkeypatch.setenv("MODEL", "model-a")
+    monkeypatch.setenv("IDENTITY", "sha256:aaa")
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    assert path.read_text() == "model: model-a\nidentity: sha256:aaa\nkind: text\n---\nParis.\n"
+
+    monkeypatch.setenv("MODEL", "model-b")
+    monkeypatch.setenv("IDENTITY", "sha256:bbb")
+    same = run(pytester)  # the same answer from another model still matches ...
+    same.assert_outcomes(passed=1)
+    run(pytester, "--snapshot-update-new-only").assert_outcomes(passed=1)
+    assert path.read_text().startswith("model: model-a\nidentity: sha256:aaa\n")
+    rewritten = run(pytester, "--snapshot-update")  # ... and an update says who made it
+    rewritten.assert_outcomes(passed=1)
+    rewritten.stdout.fnmatch_lines(["*1 snapshot updated.*"])
+    assert path.read_text() == "model: model-b\nidentity: sha256:bbb\nkind: text\n---\nParis.\n"
+    run(pytester, "--snapshot-update").stdout.fnmatch_lines(["*1 snapshot passed.*"])
+
+    monkeypatch.delenv("IDENTITY")  # an answer of unknown identity keeps the known one
+    run(pytester, "--snapshot-update").stdout.fnmatch_lines(["*1 snapshot passed.*"])
+    assert path.read_text().startswith("model: model-b\nidentity: sha256:bbb\n")
+
+    path.write_text("Paris.\n")  # written by hand: the user's, whichever model answers
+    run(pytester, "--snapshot-update").stdout.fnmatch_lines(["*1 snapshot passed.*"])
+    assert path.read_text() == "Paris.\n"
+
+
+def test_a_diff_after_a_model_change_names_both_models(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_provenance=PROVENANCE)
+    monkeypatch.setenv("MODEL", "model-a")
+    monkeypatch.setenv("IDENTITY", "sha256:aaa")
+    run(pytester, "--snapshot-update").assert_outcomes(passed=1)
+    monkeypatch.setenv("MODEL", "model-b")
+    monkeypatch.setenv("IDENTITY", "sha256:bbb")
+    monkeypatch.setenv("ANSWER", "Lyon.")
+    failed = run(pytester, "-vv")
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        [
+            "E*the answer differs (mode 'exact')",
+            "E*the snapshot was made by model model-a (identity sha256:aaa), "
+            "this answer by model-b (identity sha256:bbb)",
+            "E*- Paris.",
+            "E*+ Lyon.",
+        ]
+    )
+    monkeypatch.setenv("MODEL", "model-a")
+    monkeypatch.delenv("IDENTITY")  # the same model, identity unknown: nothing to say
+    same_model = run(pytester)
+    same_model.assert_outcomes(failed=1)
+    assert "the snapshot was made by" not in same_model.stdout.str()
+
+
+def test_a_model_change_rewrites_a_snapshot_written_from_a_live_answer(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_live="""
+        def test_capital(llm, llm_snapshot):
+            assert llm.chat("Capital of France?") == llm_snapshot
+        """
+    )
+    path = snapshot_file(pytester, "test_capital", "test_live")
+    with FakeOllama("Paris.", models=["model-a", "model-b"]) as fake:
+        host = f"--llm-host={fake.url}"
+        run(pytester, host, "--llm-model=model-a", "--snapshot-update").assert_outcomes(passed=1)
+        assert path.read_text().startswith("model: model-a\n")
+        updated = run(pytester, host, "--llm-model=model-b", "--snapshot-update")
+    updated.stdout.fnmatch_lines(["*1 snapshot updated.*"])
+    assert path.read_text().startswith("model: model-b\n")
+    assert path.read_text().endswith("kind: text\n---\nParis.\n")
+
+
 # --- the pieces, without pytest sessions ------------------------------------------------------
 
 
@@ -424,6 +519,7 @@ def test_answer_files_round_trip_exactly() -> None:
         Answer("text", "two\r\nlines\n", "m"),
         Answer("text", ""),
         Answer("json", '{\n  "a": 1\n}', "llama3.2"),
+        Answer("text", "x", "m", "sha256:1f2e"),
     ):
         assert Answer.loads(answer.dumps()) == answer
     assert Answer.loads("hand-written, no header\n") == Answer("text", "hand-written, no header")
@@ -451,3 +547,14 @@ def test_structure_differences_name_each_path() -> None:
         "unexpected key b[0].e",
     ]
     assert structure_differences([], [1]) == structure_differences([1], []) == []
+
+
+def test_answers_carry_the_model_identity_and_old_files_still_read() -> None:
+    result = LLMResult(content="Paris.", model="m", metadata={"model_identity": "sha256:aaa"})
+    assert Answer.of(result) == Answer("text", "Paris.", "m", "sha256:aaa")
+    assert Answer.of(LLMResult(content="Paris.", model="m")).identity is None
+    committed = Path(__file__).parent.parent / "examples" / SNAPSHOTS / "test_quality"
+    old = Answer.loads((committed / "test_answer_matches_its_snapshot.llm.txt").read_text())
+    assert (old.model, old.identity, old.kind) == ("smollm2:135m", None, "text")
+    two_lines = Answer("text", "x", "m", "a\nb")  # a header line stays one line
+    assert two_lines.dumps() == "model: m\nidentity: a b\nkind: text\n---\nx\n"
