@@ -13,17 +13,19 @@
     │       └── BackendBusy          429/503: the server is overloaded (retried with backoff)
     ├── CassetteError                a cassette is missing, unreadable or cannot be written
     ├── JudgeError                   the judge model never gave a valid verdict: the test *errors*
+    ├── CheckError                   a check= itself broke (not a rejection): the test *errors*
     └── QualityFailure (AssertionError)   the model answered, but not well enough: the test *fails*
         ├── OutputInvalid            invalid output after every retry and escalation
         ├── ScoreTooLow              score under min_score after every retry and escalation
         └── PassRateTooLow           too few of llm.sample's calls passed (min_pass_rate)
 
-Backends convert their client library's exceptions into these at one place each
     LLMWarning (UserWarning)         a setting that empties a verdict (sampling at temperature 0)
 
+Backends convert their client library's exceptions into these at one place each
 (``raise X from exc``); nothing above the backend layer sees ``ollama`` or
-``httpx`` exceptions. The plugin reports ``BackendError``, ``CassetteError`` and
-``JudgeError`` as test errors (``E``) and ``QualityFailure`` as ordinary failures.
+``httpx`` exceptions. The plugin reports ``BackendError``, ``CassetteError``,
+``JudgeError`` and ``CheckError`` as test errors (``E``; ``CheckError`` with the check's
+traceback) and ``QualityFailure`` as ordinary failures.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ __all__ = [
     "BackendTimeout",
     "BackendUnreachable",
     "CassetteError",
+    "CheckError",
     "ConfigError",
     "JudgeError",
     "LLMError",
+    "LLMWarning",
     "ModelNotFound",
     "OutputInvalid",
     "PassRateTooLow",
-    "LLMWarning",
     "QualityFailure",
     "ScoreTooLow",
 ]
@@ -105,6 +108,14 @@ class CassetteError(LLMError):
 
 class JudgeError(LLMError):
     """The judge model never answered a valid verdict: the quality could not be measured."""
+
+
+class CheckError(LLMError):
+    """A ``check`` raised something other than a rejection: a bug in the test, not in the model.
+
+    Only ``AssertionError``, ``ValueError`` (pydantic's ``ValidationError`` included) and a
+    ``False`` return reject an answer; the check's own exception is the ``__cause__``.
+    """
 
 
 class QualityFailure(LLMError, AssertionError):

@@ -26,7 +26,7 @@ from .config import (
     resolve,
     split_hosts,
 )
-from .errors import BackendError, CassetteError, ConfigError, JudgeError
+from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .harness import Harness
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
@@ -46,6 +46,8 @@ RECORDER_KEY = pytest.StashKey[Recorder]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
+#: Test errors (E) too, but with their traceback: a bug in the test's own ``check``.
+TEST_ERRORS = (*INFRASTRUCTURE_ERRORS, CheckError)
 
 _OPTION_HELP = {
     "model": "model to test (default: llama3.2)",
@@ -247,10 +249,10 @@ def pytest_runtest_makereport(
     if item_config is not None:  # the run report says which host served the test
         report.llm_host = item_config.host  # type: ignore[attr-defined]
     excinfo = call.excinfo
-    if excinfo is not None and report.failed and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
+    if excinfo is not None and report.failed and excinfo.errisinstance(TEST_ERRORS):
         report.llm_infrastructure = True  # type: ignore[attr-defined]
         report.llm_error = error_info(excinfo.value)  # type: ignore[attr-defined]
-        if not item.config.getoption("fulltrace"):
+        if excinfo.errisinstance(INFRASTRUCTURE_ERRORS) and not item.config.getoption("fulltrace"):
             report.longrepr = _one_line(item, excinfo)
     return report
 
@@ -278,7 +280,8 @@ def pytest_runtest_makereport_keeps_snapshots(
 
 
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
-    """Infrastructure faults during the call count as errors (E), not failures."""
+    """Infrastructure faults and broken checks during the call count as errors (E), not
+    failures."""
     if report.when == "call" and getattr(report, "llm_infrastructure", False):
         return "error", "E", "ERROR"
     return None

@@ -4,6 +4,12 @@ Order: parse JSON (when a schema or ``json_mode`` asks for it; a fenced code
 block is tolerated), then the pydantic model or JSON Schema (Draft 2020-12),
 then the ``check`` callable. ``pydantic`` and ``jsonschema`` are imported on
 first use only.
+
+A ``check`` rejects an output by raising ``AssertionError`` or ``ValueError``
+(pydantic's ``ValidationError`` is one) or by returning ``False``. Any other exception
+is a bug in the check, raised as :class:`~pytest_llm.CheckError` at once; an
+``LLMError`` other than a quality failure (a model-backed check hitting a server
+fault) propagates as it is.
 """
 
 from __future__ import annotations
@@ -15,13 +21,21 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .errors import ConfigError, LLMError, QualityFailure
+from .errors import CheckError, ConfigError, LLMError, QualityFailure
 
 if TYPE_CHECKING:
     import jsonschema
     from pydantic import BaseModel
 
-__all__ = ["Check", "Rejected", "Schema", "format_for", "format_path", "validate"]
+__all__ = [
+    "Check",
+    "CheckRejected",
+    "Rejected",
+    "Schema",
+    "format_for",
+    "format_path",
+    "validate",
+]
 
 Schema: TypeAlias = "type[BaseModel] | Mapping[str, Any]"
 Check: TypeAlias = Callable[[Any], object]
@@ -30,7 +44,16 @@ _FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?```", re.DOTALL)
 
 
 class Rejected(Exception):
-    """An output failed validation; the message is what the model is told on retry."""
+    """An output failed validation; the message says why.
+
+    Raised as such for JSON and schema errors: format feedback, told to the model on a
+    re-ask so that it can fix the format.
+    """
+
+
+class CheckRejected(Rejected):
+    """The ``check`` rejected the output. Its message is content feedback that can hold the
+    expected answer ("must name Paris"): the model is told only with ``check_feedback``."""
 
 
 def is_pydantic_model(schema: object) -> bool:
@@ -133,21 +156,48 @@ def _apply_schema(value: Any, schema: Schema) -> Any:
     return conformed
 
 
-def run_check(check: Check, value: Any) -> None:
+def run_check(check: Check, value: Any, *, given: str = "") -> None:
+    """Run ``check`` on ``value``: return (accepted), raise :class:`CheckRejected` (rejected),
+    or raise :class:`~pytest_llm.CheckError` (the check itself broke). ``given`` says what
+    the check received, for that error's message."""
+    __tracebackhide__ = True  # a broken check's traceback starts at the check
     name = getattr(check, "__name__", type(check).__name__)
     try:
         verdict = check(value)
-    except Exception as exc:
+    except (AssertionError, ValueError) as exc:
         if isinstance(exc, LLMError) and not isinstance(exc, QualityFailure):
-            raise  # a check that calls a model: a server fault there is no verdict
+            raise  # a ConfigError: a setting is wrong, which no answer can fix
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, AssertionError) and not isinstance(exc, QualityFailure):
             # pytest's assertion rewriting appends an explanation whose "where" lines can
             # hold memory addresses: the model (and the cassette key) get the author's line
             reason = reason.split("\n", 1)[0]
-        raise Rejected(f"check {name} rejected the output: {reason}") from None
+        raise CheckRejected(f"check {name} rejected the output: {reason}") from None
+    except LLMError:
+        raise  # a check that calls a model: a server fault there is no verdict
+    except Exception as exc:
+        detail = str(exc)
+        raise CheckError(
+            f"check {name} raised {type(exc).__name__}{': ' + detail if detail else ''}: "
+            f"a bug in the check, not a rejection of the answer (the model was not re-asked). "
+            f"It received {given or 'a ' + type(value).__name__}. A check rejects an answer "
+            "by raising AssertionError or ValueError or by returning False; the check's "
+            "traceback is above."
+        ) from exc
     if verdict is False:
-        raise Rejected(f"check {name} returned False")
+        raise CheckRejected(f"check {name} returned False")
+
+
+def _given(value: Any, schema: Schema | None, json_mode: bool) -> str:
+    """What a check received, in words: ``a City instance (schema=City, a pydantic model)``."""
+    kind = type(value).__name__
+    if schema is not None and is_pydantic_model(schema):
+        return f"a {kind} instance (schema={schema.__name__}, a pydantic model)"  # type: ignore[union-attr]
+    if schema is not None:
+        return f"the parsed JSON (a {kind}; schema= is a JSON Schema dict)"
+    if json_mode:
+        return f"the parsed JSON (a {kind}; json_mode=True)"
+    return f"the text (a {kind}; no schema and no json_mode)"
 
 
 def validate(
@@ -159,14 +209,18 @@ def validate(
 ) -> Any:
     """Validate one output; return the parsed value (or ``None`` for plain text).
 
-    ``check`` receives the parsed value when the output is JSON, otherwise the text.
-    Raises :class:`Rejected` with a message fit to show the model.
+    ``check`` receives the pydantic instance for a pydantic ``schema``, the parsed JSON
+    value for a JSON Schema dict or ``json_mode``, otherwise the text. Raises
+    :class:`Rejected` (format) or :class:`CheckRejected` (the check) with a message that
+    says why, and :class:`~pytest_llm.CheckError` when the check itself breaks.
     """
+    __tracebackhide__ = True  # a broken check's traceback starts at the check
     parsed: Any = None
     if schema is not None or json_mode:
         parsed = parse_json(content)
         if schema is not None:
             parsed = _apply_schema(parsed, schema)
     if check is not None:
-        run_check(check, parsed if schema is not None or json_mode else content)
+        value = parsed if schema is not None or json_mode else content
+        run_check(check, value, given=_given(value, schema, json_mode))
     return parsed

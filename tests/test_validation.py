@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from pytest_llm import ConfigError
-from pytest_llm.validation import Rejected, format_for, format_path, parse_json, validate
+from pytest_llm import CheckError, ConfigError
+from pytest_llm.validation import (
+    CheckRejected,
+    Rejected,
+    format_for,
+    format_path,
+    parse_json,
+    validate,
+)
 
 
 class Item(BaseModel):
@@ -123,3 +131,63 @@ def test_json_null_reaches_the_check_as_none() -> None:
     seen: list[Any] = []
     validate("null", schema={"type": ["object", "null"]}, check=seen.append)
     assert seen == [None]
+
+
+# --- what a check's outcome means ---------------------------------------------------------
+
+
+class Triage(BaseModel):
+    priority: str
+
+
+def test_a_check_rejects_by_assertion_value_error_validation_error_or_false() -> None:
+    def by_value_error(text: str) -> None:
+        raise ValueError("too vague")
+
+    def by_validation_error(text: str) -> None:
+        Triage.model_validate({"priority": 3})  # a pydantic ValidationError: a ValueError
+
+    for check in (by_value_error, by_validation_error, lambda text: False, str.isupper):
+        with pytest.raises(CheckRejected):
+            validate("lower", check=check)
+
+
+def test_schema_and_json_rejections_are_format_feedback_not_check_rejections() -> None:
+    for content, schema in (("not json", Triage), ('{"priority": 1}', Triage)):
+        with pytest.raises(Rejected) as info:
+            validate(content, schema=schema, check=lambda value: False)
+        assert not isinstance(info.value, CheckRejected)
+
+
+@pytest.mark.parametrize(
+    ("check", "kind"),
+    [
+        (lambda triage: triage["priority"], "TypeError"),
+        (lambda triage: triage.severity, "AttributeError"),
+        (lambda triage: {}["priority"], "KeyError"),
+    ],
+)
+def test_any_other_exception_in_a_check_is_a_bug_in_the_check(check: Any, kind: str) -> None:
+    with pytest.raises(CheckError) as info:
+        validate('{"priority": "high"}', schema=Triage, check=check)
+    message = str(info.value)
+    assert f"raised {kind}" in message and "a bug in the check" in message
+    # it names what the check was given and what rejects an answer
+    assert "received a Triage instance (schema=Triage, a pydantic model)" in message
+    assert "AssertionError or ValueError" in message
+    assert type(info.value.__cause__).__name__ == kind  # the check's own traceback
+
+
+def test_what_a_check_receives_is_named_for_each_kind_of_call() -> None:
+    def broken(value: Any) -> None:
+        raise TypeError("boom")
+
+    cases = [
+        ('{"priority": "high"}', {"schema": Triage}, "a Triage instance (schema=Triage"),
+        ('{"a": 1}', {"schema": {"type": "object"}}, "the parsed JSON (a dict"),
+        ("[1]", {"json_mode": True}, "the parsed JSON (a list"),
+        ("text", {}, "the text (a str"),
+    ]
+    for content, options, said in cases:
+        with pytest.raises(CheckError, match=re.escape(said)):
+            validate(content, check=broken, **options)
