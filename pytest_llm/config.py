@@ -54,6 +54,10 @@ class HarnessConfig:
     samples: int = 1
     min_pass_rate: float = 1.0
     concurrency: int = 4
+    check_feedback: bool = False
+    """Re-ask with the ``check``'s message or the score and the scorer's reason (which can
+    hold the expected answer). Off: the model is only told its answer was not accepted.
+    JSON and schema errors are always told."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (None: the backend's usual one)."""
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -144,6 +148,8 @@ def _validate(c: HarnessConfig) -> None:
     _integer("samples", c.samples, low=1)
     _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
     _integer("concurrency", c.concurrency, low=1)
+    if not isinstance(c.check_feedback, bool):
+        raise _fail("check_feedback", c.check_feedback, "True or False")
     env_name = c.api_key_env
     if env_name is not None and not (isinstance(env_name, str) and _ENV_NAME.fullmatch(env_name)):
         # the value is not echoed: it may be the key itself, pasted by mistake

@@ -32,13 +32,16 @@ from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
 from .scorers import EmbeddingCache
 from .scoring import Score, Scorer, activated, as_result, run_scorer
-from .validation import Check, Rejected, Schema, format_for, validate
+from .validation import Check, CheckRejected, Rejected, Schema, format_for, validate
 
 __all__ = ["Harness", "Prompt"]
 
 Prompt = str | Sequence[Mapping[str, Any]]
 
 _SHOWN_OUTPUT = 300
+#: The re-ask after a rejection by ``check`` or a low score, without ``check_feedback``:
+#: it tells the model nothing about the expected answer.
+_NOT_ACCEPTED = "Your previous answer was not accepted. Answer the original request again."
 _MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -109,8 +112,14 @@ class Harness:
 
         ``options`` are ``HarnessConfig`` fields overriding the test's settings for
         this call (``temperature=0.7``, ``max_retries=0``, ``escalate_to=[...]``).
-        ``check`` receives the parsed JSON when a schema or ``json_mode`` is set,
-        otherwise the text; it rejects by raising or returning ``False``.
+        ``check`` receives the pydantic instance when ``schema`` is a pydantic model, the
+        parsed JSON value for a JSON Schema dict or ``json_mode``, otherwise the text. It
+        rejects an answer by raising ``AssertionError`` or ``ValueError`` or returning
+        ``False``; any other exception is a bug in the check: :class:`~pytest_llm.CheckError`
+        at once, no re-ask. A re-ask after a JSON or schema error tells the model the error;
+        after a rejection by ``check`` or a low score it says only that the answer was not
+        accepted, unless ``check_feedback=True`` (the check's message or the scorer's reason
+        can hold the expected answer).
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         call = self._prepare(prompt_or_messages, system, schema, check, scorer, model, options)
@@ -297,7 +306,8 @@ class Harness:
 
         A retryable transport fault is tried again after a growing pause; after
         ``max_retries`` of them in a row it is raised (a test error). Invalid or
-        low-scoring answers are re-asked with the reason, then the next model is tried.
+        low-scoring answers are re-asked (see :meth:`_judge` for what the model is told),
+        then the next model is tried.
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         cfg = call.config
@@ -359,8 +369,16 @@ class Harness:
     def _judge(
         self, call: _Call, completion: Completion, attempts: list[Attempt], route: list[str]
     ) -> LLMResult | str:
-        """Accept ``completion`` (an ``LLMResult``) or reject it (the feedback for the model)."""
+        """Accept ``completion`` (an ``LLMResult``) or reject it (the re-ask for the model).
+
+        A JSON or schema error is format feedback and is always told. A rejection by
+        ``check`` or a low score is told only with ``check_feedback``: a check's message
+        ("must name Paris") or a scorer's reason (the missing keywords) can hand the model
+        the expected answer. The attempt records the reason either way, for the user.
+        """
+        __tracebackhide__ = True  # a broken check's traceback starts at the check
         cfg = call.config
+        json_only = " Reply with JSON only." if call.format is not None else ""
         try:
             parsed = validate(
                 completion.content, schema=call.schema, json_mode=cfg.json_mode, check=call.check
@@ -373,10 +391,11 @@ class Harness:
                     "(done_reason='length'); raise max_tokens or ask for a shorter answer)"
                 )
             attempts.append(_attempt(completion, error=reason, rejected="validation"))
+            if isinstance(exc, CheckRejected) and not cfg.check_feedback:
+                return _NOT_ACCEPTED + json_only
             return (
                 f"Your previous answer was rejected: {reason}\n"
-                "Answer the original request again, fixing exactly this problem."
-                + (" Reply with JSON only." if call.format is not None else "")
+                "Answer the original request again, fixing exactly this problem." + json_only
             )
         result = _result(completion, [*attempts, _attempt(completion)], route, parsed=parsed)
         if call.scorer is None:
@@ -385,6 +404,8 @@ class Harness:
         if not score.passed and score.threshold is not None:
             rejected = _attempt(completion, error=str(score), rejected="score", score=score.value)
             attempts.append(rejected)
+            if not cfg.check_feedback:
+                return _NOT_ACCEPTED + json_only
             return (
                 f"Your previous answer scored {score.value:.2f}, under the required "
                 f"{score.threshold:g}. {score.reason} Answer the original request again, better."

@@ -50,6 +50,7 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
         "passed": 31, "failed": 1, "errors": 1, "skipped": 0, "xfailed": 0, "xpassed": 0,
         "calls": 32, "tokens_in": 320, "tokens_out": 640,
         "retries": 1, "escalations": 0, "cached": 0,
+        "reasks": 1,                         # re-asks behind accepted answers (see tests)
         "model_ms": 8021.3,                  # sum of model time over every call and attempt
         "parallelism": 3.27                  # live model time / wall time; null when every
                                              # call was replayed (its time was recorded)
@@ -76,6 +77,10 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
           "model": "llama3.2",               # the model that answered the first call
           "route": ["llama3.2"],             # every model tried, in order
           "calls": 1, "attempts": 1, "retries": 0,
+          "reasks": 0,                       # answers asked for again after a rejection (invalid,
+                                             # check, low score), over the accepted calls: a
+                                             # passed test with reasks > 0 is shown as
+                                             # "passed after N re-asks"
           "tokens_in": 10, "tokens_out": 20, "model_ms": 251.2,
           "latency_ms": 251.2, "ttft_ms": 250.3,       # medians over the test's calls
           "score": 0.91,                     # mean of every score computed in the test
@@ -127,6 +132,8 @@ __all__ = [
     "error_info",
     "load_report",
     "markdown_summary",
+    "reask_lines",
+    "reask_mark",
     "sampling_lines",
     "summary_lines",
 ]
@@ -274,6 +281,7 @@ class TestRecord:
             "calls": len(calls),
             "attempts": sum(c.get("attempts", 1) for c in calls),
             "retries": sum(c.get("retries", 0) for c in calls),
+            "reasks": _reasks(calls),
             "tokens_in": sum(c.get("tokens_in", 0) for c in calls),
             "tokens_out": sum(c.get("tokens_out", 0) for c in calls),
             "model_ms": round(sum(_model_ms(c) for c in calls), 3),
@@ -330,6 +338,11 @@ def scored(
 
 def _route(call: Mapping[str, Any]) -> list[str]:
     return list(call.get("route") or [call["model"]])
+
+
+def _reasks(calls: Iterable[Mapping[str, Any]]) -> int:
+    """Re-asks behind the accepted answers of ``calls`` (a failed call's are in its message)."""
+    return sum(c.get("reasks", 0) for c in calls if c.get("success", True))
 
 
 def _model_ms(call: Mapping[str, Any]) -> float:
@@ -399,6 +412,7 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
         "retries": sum(c.get("retries", 0) for c in calls),
         "escalations": sum(1 for c in calls if len(_route(c)) > 1),
         "cached": sum(1 for c in calls if c.get("cached")),
+        "reasks": _reasks(calls),
         "model_ms": round(model_ms, 3),
         "parallelism": round(live_ms / 1000 / wall_s, 3) if wall_s > 0 and live_ms else None,
     }
@@ -813,6 +827,20 @@ def gate_title(comparison: Comparison) -> str:
     )
 
 
+def reask_mark(test: Mapping[str, Any]) -> str | None:
+    """``passed after 2 re-asks`` for a test that passed only after re-asks, else None."""
+    reasks = test.get("reasks", 0)
+    if test["outcome"] != "passed" or not reasks:
+        return None
+    return f"passed after {reasks} re-ask{'' if reasks == 1 else 's'}"
+
+
+def reask_lines(doc: Mapping[str, Any]) -> list[str]:
+    """One line per test that passed only after re-asks: ``nodeid: passed after 2 re-asks``."""
+    marks = ((test["nodeid"], reask_mark(test)) for test in doc["tests"])
+    return [f"{nodeid}: {mark}" for nodeid, mark in marks if mark]
+
+
 def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
     """The ``llm sampling`` section: one line per ``llm.sample`` call of the run."""
     return [
@@ -844,6 +872,7 @@ def summary_lines(
     lines.append((f"{model_time(totals, run)}{workers}: {parallelism(totals)}", None))
     lines += [(line, None) for line in host_lines(doc)]
     lines += [(line, "red") for line in down_lines(doc)]
+    lines += [(line, "yellow") for line in reask_lines(doc)]
     if comparison is not None:
         lines.append(("", None))
         lines.append((gate_title(comparison), "red" if comparison.failed else "green"))
@@ -888,6 +917,10 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         f"tokens out. {model_time(totals, run).capitalize()} ({parallelism(totals)}).\n",
     ]
     parts += [f"\n**{line}**\n" for line in down_lines(doc)]
+    reasked = [(t["nodeid"], reask_mark(t)) for t in doc["tests"]]
+    items = "".join(f"- `{nodeid}`: {mark}\n" for nodeid, mark in reasked if mark)
+    if items:
+        parts.append(f"\nAccepted only after re-asks:\n\n{items}")
     if comparison is not None:
         parts.append(f"\n### {gate_title(comparison)}\n\n")
         if comparison.regressions:

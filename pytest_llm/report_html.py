@@ -24,6 +24,7 @@ from .report import (
     outcome_counts,
     parallelism,
     percentile,
+    reask_mark,
     regression_rows,
     scored,
 )
@@ -129,9 +130,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _badge(outcome: str) -> str:
+def _badge(outcome: str, label: str | None = None) -> str:
     color = _OUTCOME_COLORS.get(outcome, "#888")
-    return f'<span class="badge" style="background:{color}">{escape(outcome)}</span>'
+    return f'<span class="badge" style="background:{color}">{escape(label or outcome)}</span>'
 
 
 def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
@@ -144,7 +145,7 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
     for test in failing_first:
         cells = [
             f'<td class="id">{escape(test["nodeid"])}</td>',
-            f"<td>{_badge(test['outcome'])}</td>",
+            f"<td>{_badge(test['outcome'], reask_mark(test))}</td>",  # passed after N re-asks
         ]
         values = [
             test["model"] or "",

@@ -90,6 +90,14 @@ class LLMResult:
         """Model time over every attempt, retries included."""
         return sum(a.duration_ms for a in self.attempts)
 
+    @property
+    def reasks(self) -> int:
+        """How many answers were asked for because the one before was rejected (invalid or
+        scored too low), escalations included; transport retries are not re-asks. A result
+        with ``reasks > 0`` was not accepted at the first answer."""
+        answers = sum(1 for a in self.attempts if a.rejected != "transport")
+        return max(answers - 1, 0)
+
     def summary(self) -> dict[str, Any]:
         """The small, JSON-friendly record the plugin attaches to the test report."""
         return {
@@ -103,6 +111,7 @@ class LLMResult:
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
             "load_ms": round(self.load_ms, 3),
             "retries": self.retries,
+            "reasks": self.reasks,
             "attempts": len(self.attempts),
             "score": self.score,
             "cached": self.cached,

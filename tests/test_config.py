@@ -36,6 +36,7 @@ def test_design_fields_are_all_present() -> None:
         "retry_delay_seconds", "host", "backend", "seed", "keep_alive", "min_score",
         "escalate_to", "judge_model", "samples", "min_pass_rate", "concurrency",
         "api_key_env",  # added with the OpenAI-compatible backend
+        "check_feedback",  # re-asks tell a check's message only when asked to
     }  # fmt: skip
     assert set(config_field_names()) == expected
 
@@ -79,7 +80,8 @@ def test_escalate_to_accepts_a_list_or_one_name() -> None:
 
 
 def test_replace_rejects_unknown_fields() -> None:
-    with pytest.raises(ConfigError, match="valid fields are: api_key_env, backend, concurrency"):
+    expected = "valid fields are: api_key_env, backend, check_feedback, concurrency"
+    with pytest.raises(ConfigError, match=expected):
         HarnessConfig().replace(modle="x")
 
 

@@ -131,7 +131,7 @@ def test_low_score_retries_then_escalates() -> None:
     result = harness(backend).chat("x", scorer=quality, min_score=0.5, escalate_to=["big"])
     assert result.score == 0.9 and result.route == ("small", "big")
     assert [a.rejected for a in result.attempts] == ["score"] * 3 + [None]
-    assert "scored 0.20" in backend.requests[1].messages[-1]["content"]
+    assert result.attempts[0].error == "q=0.200 (min 0.5): why"  # the user sees the score
 
 
 def test_score_never_good_enough_fails() -> None:
@@ -177,7 +177,7 @@ def test_a_scorers_own_threshold_is_honoured_without_min_score() -> None:
     def strict(result: LLMResult) -> Score:
         return Score(value=1.0 if result.content == "good" else 0.2, threshold=0.5, name="s")
 
-    result = harness(backend).chat("x", scorer=strict)
+    result = harness(backend).chat("x", scorer=strict, check_feedback=True)
     assert result.content == "good"
     assert "under the required 0.5" in backend.requests[1].messages[-1]["content"]
 
@@ -232,3 +232,98 @@ def test_sample_retries_transport_faults() -> None:
     assert outcome.passed and [a.rejected for a in outcome.results[0].attempts] == [
         "transport", None
     ]  # fmt: skip
+
+
+# --- re-asks: what the model is told --------------------------------------------------------
+
+
+def sent(backend: ScriptedBackend) -> str:
+    """Every message the backend received, as one text."""
+    return "\n".join(str(m["content"]) for r in backend.requests for m in r.messages)
+
+
+def mentions_paris(text: str) -> None:
+    assert "paris" in text.lower(), "the answer must name Paris"
+
+
+def test_a_content_check_re_asks_without_its_message() -> None:
+    backend = ScriptedBackend(["Lyon", "Paris"])
+    result = harness(backend).chat("Which city is the capital of France?", check=mentions_paris)
+    assert "Paris" not in sent(backend) and "mentions_paris" not in sent(backend)
+    reask = backend.requests[1].messages
+    assert reask[1] == {"role": "assistant", "content": "Lyon"}
+    assert reask[2]["role"] == "user" and "Answer the original request again" in reask[2]["content"]
+    assert result.content == "Paris" and result.reasks == 1
+    # the user still learns why the first answer was rejected
+    assert "the answer must name Paris" in (result.attempts[0].error or "")
+
+
+def test_a_low_score_re_asks_without_the_score_or_the_scorers_reason() -> None:
+    backend = ScriptedBackend(["Paris is in France.", "Paris, on the Seine."])
+
+    def seine(result: LLMResult) -> Score:
+        found = "Seine" in result.content
+        return Score(value=1.0 if found else 0.5, name="s", reason="missing 1 of 2: 'Seine'")
+
+    result = harness(backend).chat("Where is Paris?", scorer=seine, min_score=0.8)
+    assert "Seine" not in sent(backend).replace("Paris, on the Seine.", "")
+    assert "0.5" not in sent(backend) and "0.8" not in sent(backend)
+    assert result.score == 1.0 and result.reasks == 1
+    assert "missing 1 of 2: 'Seine'" in (result.attempts[0].error or "")
+
+
+def test_check_feedback_sends_the_checks_message_and_the_score_when_asked() -> None:
+    backend = ScriptedBackend(["Lyon", "Paris"])
+    harness(backend).chat("Capital of France?", check=mentions_paris, check_feedback=True)
+    assert (
+        "check mentions_paris rejected the output: the answer must name Paris"
+        in (backend.requests[1].messages[-1]["content"])
+    )
+    backend = ScriptedBackend(["meh", "good"])
+
+    def quality(result: LLMResult) -> Score:
+        return Score(value=0.9 if result.content == "good" else 0.2, name="q", reason="too vague")
+
+    config = FAST.replace(check_feedback=True, min_score=0.5)
+    harness(backend, config).chat("x", scorer=quality)
+    assert (
+        "scored 0.20, under the required 0.5. too vague"
+        in (backend.requests[1].messages[-1]["content"])
+    )
+
+
+def test_schema_and_json_errors_are_fed_back_by_default() -> None:
+    backend = ScriptedBackend(['{"name": "Lyon"}', VALID])
+    result = harness(backend).chat("Name a city", schema=City)
+    assert "population: Field required" in backend.requests[1].messages[-1]["content"]
+    assert result.reasks == 1
+
+
+def test_check_feedback_must_be_a_bool() -> None:
+    from pytest_llm import ConfigError
+
+    with pytest.raises(ConfigError, match=r"check_feedback='yes' is invalid: expected True or"):
+        FAST.replace(check_feedback="yes")
+
+
+def test_a_bug_in_a_check_raises_at_once_without_a_re_ask() -> None:
+    from pytest_llm import CheckError
+
+    def triage_ok(triage: City) -> bool:
+        return triage["population"] > 0  # type: ignore[index]  # the bug: a City, not a dict
+
+    backend = ScriptedBackend([VALID])
+    seen: list[LLMResult] = []
+    with pytest.raises(CheckError, match="check triage_ok raised TypeError") as info:
+        harness(backend, on_result=seen.append).chat("x", schema=City, check=triage_ok)
+    assert len(backend.requests) == 1
+    assert isinstance(info.value.__cause__, TypeError)
+    assert not isinstance(info.value, AssertionError)  # not a quality failure of the model
+    assert seen == []  # no result: the call was never judged
+
+
+def test_transport_retries_are_not_re_asks() -> None:
+    backend = ScriptedBackend([BackendBusy("busy", status_code=503), "ok"])
+    result = harness(backend).chat("x")
+    assert (result.retries, result.reasks) == (1, 0)
+    assert result.summary()["reasks"] == 0

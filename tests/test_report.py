@@ -510,3 +510,27 @@ def test_load_report_rejects_bad_files(tmp_path: Path, content: str | None, mess
         path.write_text(content)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_report(path)
+
+
+def test_only_a_pass_after_re_asks_is_marked_and_one_re_ask_is_singular() -> None:
+    from pytest_llm.report import reask_lines
+
+    def record(nodeid: str, outcome: str, *reasks: int) -> dict[str, Any]:
+        calls = [
+            {"model": "m", "success": outcome == "passed", "reasks": n, "duration_ms": 1.0}
+            for n in reasks
+        ]
+        return TestRecord(nodeid=nodeid, outcome=outcome, calls=calls).as_json()
+
+    tests = [
+        record("t.py::once", "passed", 1, 0),
+        record("t.py::twice", "passed", 1, 1),
+        record("t.py::first_time", "passed", 0),
+        record("t.py::failed", "failed", 3),
+    ]
+    assert [t["reasks"] for t in tests] == [1, 2, 0, 0]  # a failed call's re-asks not counted
+    assert reask_lines({"tests": tests}) == [
+        "t.py::once: passed after 1 re-ask",
+        "t.py::twice: passed after 2 re-asks",
+    ]
+    assert run_totals(tests, wall_s=1.0)["reasks"] == 3
