@@ -41,16 +41,18 @@ def test_a_check_the_model_fails_at_first_shows_retries(llm: Harness, keep: Keep
         return True
 
     # the prompt does not mention the code, so no honest model passes the first time; the
-    # re-ask tells it the code: it may comply (success) or not (OutputInvalid), both show retries
+    # re-asks say only "not accepted" (check_feedback is off), never the code: no answer can
+    # have it, so every answer is rejected and the failure still shows every retry
     try:
         result = llm.chat("Write one short sentence about the sea.", check=has_the_code)
     except OutputInvalid as failure:
         result = failure.result
     keep(result)
     first = result.attempts[0]
-    assert first.rejected == "validation" and "7391" in (first.error or "")
+    assert first.rejected == "validation" and "7391" in (first.error or "")  # told to the user
     assert result.retries >= 1 and len(result.attempts) == result.retries + 1
     assert all(a.output and a.tokens_out > 0 for a in result.attempts)
+    assert not any("7391" in a.output for a in result.attempts) and not result.success
 
 
 def test_timings_and_token_counts_are_positive_and_consistent(llm: Harness, keep: Keep) -> None:
