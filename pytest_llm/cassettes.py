@@ -4,19 +4,31 @@ One readable JSON file per test holds its recorded calls. A call is looked up by
 everything that changes its answer — backend, model, messages, format/schema,
 temperature, seed, max_tokens, options and the sample index (chat); backend, model
 and input texts (embed) — so a changed prompt or model is a *miss*, never a wrong
-replay. The model's digest is stored beside each recording: in ``new_episodes`` a
-recording made with another digest (a re-pulled tag) is recorded again. Hosts,
-headers, keys and anything else from the environment are never written.
+replay. Hosts, headers, keys and anything else from the environment are never written.
+
+The model's identity is stored beside each recording: the Ollama digest, or what an
+OpenAI-compatible server tells of the model (``/models``), plus the ``model_version``
+the user declares. Whenever the server answers, every mode compares it with the live
+identity before replaying: a model changed since the recording is never replayed
+silently (see the ``identity`` column).
 
 Modes (as in vcrpy / pytest-recording):
 
-=============  ======================================================================
-``off``        always live; nothing read or written (the default)
-``none``       replay only; a call with no recording is a ``CassetteError``
-``once``       replay when the test has a cassette file; without one, call live and record
-``new_episodes``  replay what is recorded, call live and record what is not
-``all``        call live and overwrite the cassette
-=============  ======================================================================
+================  ===================================================  ==================
+mode              what it does                                         identity changed
+================  ===================================================  ==================
+``off``           always live; nothing read or written (the default)   -
+``none``          replay only; a call with no recording is an error    error
+``verify``        replay only, and the server must tell the identity   error
+``once``          replay when the test has a cassette file; without    error
+                  one, call live and record
+``new_episodes``  replay what is recorded, call live and record what   re-recorded
+                  is not
+``all``           call live and overwrite the cassette                 re-recorded
+================  ===================================================  ==================
+
+A test that ends in an infrastructure error (server down, cassette miss) never writes
+its cassette: a good recording is not replaced by a partial one.
 
 A test's cassette is read at its first call and written (atomically) at its end,
 then dropped: memory stays flat however many tests run.
@@ -39,13 +51,24 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from ._files import write_text_atomic
-from .backends import Backend, ChatRequest
-from .errors import BackendError, CassetteError, ConfigError
+from .backends import Backend, ChatRequest, model_identity
+from .errors import CassetteError, ConfigError
 from .result import Completion
 
-__all__ = ["MODES", "Cassette", "CassetteBackend", "CassetteSettings"]
+__all__ = [
+    "MODES",
+    "PROPERTY",
+    "Cassette",
+    "CassetteBackend",
+    "CassetteSettings",
+    "CassetteSummary",
+]
 
-MODES = ("off", "none", "once", "new_episodes", "all")
+MODES = ("off", "none", "verify", "once", "new_episodes", "all")
+#: The ``user_properties`` name under which a test's cassette events travel (re-recordings).
+PROPERTY = "llm_cassette"
+#: The modes that replay only (they never call the model).
+_REPLAY_ONLY = ("none", "verify")
 #: The value of the ``pytest_llm_cassette`` field: the version of the file format.
 FORMAT_VERSION = 1
 
@@ -68,6 +91,8 @@ class CassetteSettings:
     """Where pytest was started: paths in messages and commands are relative to it."""
     command_options: tuple[str, ...] = ()
     """Options repeated in the record command a miss suggests (a ``--llm-cassette-dir``)."""
+    prune: bool = False
+    """``--llm-prune``: delete recordings and cassettes that no test of the run used."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,21 +119,46 @@ class CassetteSettings:
             rootpath=config.rootpath,
             invocation_dir=config.invocation_params.dir,
             command_options=command,
+            prune=bool(config.getoption("llm_prune")),
         )
 
     def cassette_for(self, item: pytest.Item) -> Cassette:
         names = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
-        module = item.path
+        test = "::".join([self.shown(item.path), *names])
+        return Cassette(self.path_for(item.path, names), self, test=test)
+
+    def folder_for(self, module: Path) -> Path:
+        """The directory holding the cassettes of the tests in ``module``."""
         if self.directory is None:
-            folder = module.parent / "cassettes" / module.stem
-        else:
-            try:
-                relative = module.relative_to(self.rootpath)
-            except ValueError:
-                relative = Path(module.name)
-            folder = self.directory / relative.with_suffix("")
-        test = "::".join([self.shown(module), *names])
-        return Cassette(folder / _file_name(".".join(names)), self, test=test)
+            return module.parent / "cassettes" / module.stem
+        try:
+            relative = module.relative_to(self.rootpath)
+        except ValueError:
+            relative = Path(module.name)
+        return self.directory / relative.with_suffix("")
+
+    def path_for(self, module: Path, names: Sequence[str]) -> Path:
+        """The cassette of the test named ``names`` (classes, then the function) in ``module``."""
+        return self.folder_for(module) / _file_name(".".join(names))
+
+    def unused_files(self, nodeids: Sequence[str]) -> list[Path]:
+        """Cassette files in the folders of these tests' modules that belong to none of them.
+
+        ``nodeids`` must be every test of those modules (no ``-k``, ``-m`` or ``::``
+        selection), or the cassettes of the tests left out would look unused.
+        """
+        expected: dict[Path, set[Path]] = defaultdict(set)
+        for nodeid in nodeids:
+            module, *names = nodeid.split("::")
+            path = self.path_for(self.rootpath / module, names)
+            expected[path.parent].add(path)
+        return sorted(
+            file
+            for folder, used in expected.items()
+            if folder.is_dir()
+            for file in folder.glob("*.json")
+            if file not in used
+        )
 
     def shown(self, path: Path) -> str:
         """``path`` as the user typing commands where pytest was started would write it."""
@@ -116,6 +166,84 @@ class CassetteSettings:
             return os.path.relpath(path, self.invocation_dir)
         except ValueError:  # another drive (Windows)
             return str(path)
+
+
+class CassetteSummary:
+    """The run's ``llm cassettes`` section: re-recordings, unused recordings and files.
+
+    A pytest plugin object (registered by :mod:`pytest_llm.plugin`) on the process that
+    prints the summary. Per-test events arrive in the test reports (``PROPERTY``), so
+    they reach the xdist controller as they are; which tests exist it learns from the
+    collection (``collected``, fed by the xdist hooks on the controller).
+    """
+
+    def __init__(self, settings: CassetteSettings, *, filtered: bool, worker: bool) -> None:
+        self.settings = settings
+        self.filtered = filtered  # -k, -m, ::, --lf ...: cassette files are not judged
+        self.worker = worker
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.nodeids: list[str] | None = None
+        self.unused_files: list[Path] = []
+
+    def collected(self, nodeids: Sequence[str]) -> None:
+        if self.nodeids is None:
+            self.nodeids = list(nodeids)
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items:
+            self.collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            for name, value in report.user_properties:
+                if name == PROPERTY:
+                    self.events.append((report.nodeid, json.loads(str(value))))
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker or self.filtered or not self.nodeids or self.settings.mode == "off":
+            return
+        if session.testsfailed and self.settings.prune:
+            return  # a failed run prunes nothing: a test that failed early used less
+        self.unused_files = self.settings.unused_files(self.nodeids)
+        if self.settings.prune:
+            for path in self.unused_files:
+                path.unlink(missing_ok=True)
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.worker:
+            return
+        lines = []
+        for nodeid, event in self.events:
+            for change in event.get("rerecorded", ()):
+                lines.append(
+                    f"{nodeid}: re-recorded, the model changed: {change['model']!r} was "
+                    f"{change['old']}, now {change['new']}"
+                )
+            if event.get("pruned"):
+                lines.append(f"{nodeid}: {event['pruned']} unused recording(s) pruned")
+            elif event.get("unused"):
+                lines.append(f"{nodeid}: {event['unused']} unused recording(s) in its cassette")
+        done = "deleted" if self.settings.prune else "unused"
+        lines += [
+            f"{self.settings.shown(path)}: cassette of no test ({done})"
+            for path in self.unused_files
+        ]
+        if not lines:
+            return
+        terminalreporter.write_sep("=", "llm cassettes")
+        for line in lines:
+            terminalreporter.write_line(line)
+        if not self.settings.prune and (
+            self.unused_files or any("unused" in e for _, e in self.events)
+        ):
+            terminalreporter.write_line(
+                "re-record what changed and delete what no test uses with: "
+                "pytest --llm-record-mode=new_episodes --llm-prune"
+            )
 
 
 def _file_name(name: str) -> str:
@@ -141,6 +269,11 @@ class Cassette:
         self._interactions: list[dict[str, Any]] = []
         self._asked: defaultdict[str, int] = defaultdict(int)
         self._dirty = False
+        #: Recordings made again in ``new_episodes`` because the model changed.
+        self.rerecorded: list[dict[str, str]] = []
+        #: Recordings no call of the test asked for (a changed prompt, a removed call), and
+        #: how many of them ``--llm-prune`` removed; known after :meth:`save`.
+        self.unused = self.pruned = 0
 
     def wrap(self, backend: Backend) -> CassetteBackend:
         """``backend`` seen through this cassette."""
@@ -153,35 +286,37 @@ class Cassette:
         live: Callable[[], T],
         encode: Callable[[T], dict[str, Any]],
         decode: Callable[[Mapping[str, Any]], T],
-        digest: Callable[[], str | None],
+        identity: Callable[[], str | None],
+        server: str,
     ) -> T:
         """Replay the answer to ``request`` or get it ``live`` (and record it), per the mode.
 
         The n-th identical request of a test gets the n-th recorded answer (in
         ``none``/``once`` the last one repeats; in ``new_episodes`` a new one is recorded).
+        ``decode`` gets the whole recorded interaction; ``identity`` tells the live model's
+        identity (``None`` when the server is down or cannot tell); ``server`` names it.
         """
         key = _key(request)
-        current = digest() if self.mode == "new_episodes" else None
+        current = identity() if self.mode != "all" else None  # None: the server cannot tell
         with self._lock:
             self._load()
             n = self._asked[key]
             self._asked[key] += 1
             recorded = [i for i in self._interactions if i["key"] == key]
-            if n == 0 and _stale(recorded, current):
-                self._interactions = [i for i in self._interactions if i["key"] != key]
-                recorded = []
+            if n == 0 and recorded:
+                recorded = self._check_identity(request, recorded, current, server)
             if recorded and self._replays:
                 if self.mode != "new_episodes":
-                    return decode(recorded[min(n, len(recorded) - 1)]["response"])
+                    return decode(recorded[min(n, len(recorded) - 1)])
                 if n < len(recorded):
-                    return decode(recorded[n]["response"])
+                    return decode(recorded[n])
             if not self._records:
                 raise self._miss(request)
         answer = live()
         entry = {
             "key": key,
             "request": request,
-            "model_digest": digest(),
+            "model_identity": current if self.mode != "all" else identity(),
             "response": encode(answer),
         }
         with self._lock:
@@ -189,11 +324,24 @@ class Cassette:
             self._dirty = True
         return answer
 
-    def save(self) -> None:
-        """Write the cassette if this test recorded anything; then forget its contents."""
+    def save(self, *, keep: bool = False, complete: bool = True) -> None:
+        """Write the cassette if this test recorded anything; then forget its contents.
+
+        ``keep``: the test ended in an infrastructure error, so what it recorded is partial
+        and the file on disk, if any, stays as it is. ``complete``: the test passed, so a
+        recording none of its calls asked for is unused (counted, and removed with
+        ``--llm-prune``); after a failure later calls may just not have happened.
+        """
         with self._lock:
             interactions, dirty = self._interactions, self._dirty and self._broken is None
+            asked = set(self._asked)
             self._interactions, self._asked, self._dirty = [], defaultdict(int), False
+        if keep or not asked:  # a partial run, or no call: nothing is known to be unused
+            return
+        used = [i for i in interactions if i["key"] in asked]
+        self.unused = len(interactions) - len(used) if complete else 0
+        if self.unused and self._settings.prune and self._broken is None:
+            interactions, dirty, self.pruned = used, True, self.unused
         if not dirty:
             return
         ordered = sorted(interactions, key=lambda i: str(i["key"]))  # stable: stable diffs
@@ -212,7 +360,47 @@ class Cassette:
 
     @property
     def _replays(self) -> bool:
-        return self.mode in ("none", "new_episodes") or (self.mode == "once" and self._existed)
+        return self.mode in (*_REPLAY_ONLY, "new_episodes") or (
+            self.mode == "once" and self._existed
+        )
+
+    def _check_identity(
+        self,
+        request: Mapping[str, Any],
+        recorded: list[dict[str, Any]],
+        current: str | None,
+        server: str,
+    ) -> list[dict[str, Any]]:
+        """The recordings of one request, if they may be replayed; called under the lock.
+
+        In ``new_episodes`` recordings of another identity are dropped (recorded again);
+        in the other modes that replay, a changed model is a ``CassetteError`` naming the
+        old and the new identity. ``verify`` also fails when the server tells none.
+        """
+        old = next((i["model_identity"] for i in recorded if i.get("model_identity")), None)
+        what = f"model {request['model']!r}"
+        if self.mode == "verify" and (current is None or old is None):
+            why = (
+                f"{server} tells no identity for {what} (is it running?)"
+                if current is None
+                else f"the recording of {what} holds no model identity"
+            )
+            raise CassetteError(
+                f"record mode 'verify' checks the live model against the recording of test "
+                f"{self.test}, but {why}; replay without the check in record mode 'none', or "
+                f"re-record with: {self._command('all')}"
+            )
+        if old is None or current is None or old == current:
+            return recorded
+        if self.mode == "new_episodes":
+            self.rerecorded.append({"model": request["model"], "old": old, "new": current})
+            self._interactions = [i for i in self._interactions if i["key"] != recorded[0]["key"]]
+            return []
+        raise CassetteError(
+            f"the model changed since test {self.test} was recorded: {what} was {old}, "
+            f"{server} now serves {current}; replaying would test the old model. "
+            f"Re-record with: {self._command('all')}"
+        )
 
     @property
     def _records(self) -> bool:
@@ -253,7 +441,7 @@ class Cassette:
             why, mode = f"{where} does not exist", "once"
         else:
             others = [i["request"] for i in self._interactions]
-            why, mode = f"{where} {_closest(request, others)}", "new_episodes"
+            why, mode = f"{where} {_closest(request, others)}", "new_episodes --llm-prune"
         messages = request.get("messages") or request.get("input") or [""]
         last = messages[-1]
         text = str(last.get("content", "") if isinstance(last, Mapping) else last)
@@ -280,7 +468,8 @@ class CassetteBackend:
             live=lambda: self._inner.chat(request),
             encode=_encode_completion,
             decode=_decode_completion,
-            digest=lambda: self.digest(request.model),
+            identity=lambda: model_identity(self._inner, request.model, request.model_version),
+            server=f"{self.name} at {self.host}",
         )
 
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
@@ -289,16 +478,14 @@ class CassetteBackend:
             record,
             live=lambda: self._inner.embed(model, texts),
             encode=lambda vectors: {"embeddings": [" ".join(map(repr, v)) for v in vectors]},
-            decode=lambda r: [[float(x) for x in v.split()] for v in r["embeddings"]],
-            digest=lambda: self.digest(model),
+            decode=lambda i: [[float(x) for x in v.split()] for v in i["response"]["embeddings"]],
+            identity=lambda: model_identity(self._inner, model),
+            server=f"{self.name} at {self.host}",
         )
 
     def digest(self, model: str) -> str | None:
-        """The inner backend's digest (it remembers them); ``None`` when the server cannot tell."""
-        try:
-            return self._inner.digest(model)
-        except BackendError:  # e.g. the server is down: replays still work in new_episodes
-            return None
+        """The inner backend's identity of ``model``; ``None`` when the server cannot tell."""
+        return model_identity(self._inner, model)
 
     def close(self) -> None:
         """Nothing to do: the inner backend belongs to the session's pool."""
@@ -336,7 +523,9 @@ def _encode_completion(c: Completion) -> dict[str, Any]:
     }
 
 
-def _decode_completion(r: Mapping[str, Any]) -> Completion:
+def _decode_completion(interaction: Mapping[str, Any]) -> Completion:
+    r = interaction["response"]
+    metadata = {**(r.get("metadata") or {}), "model_identity": interaction.get("model_identity")}
     return Completion(
         content=r["content"],
         model=r.get("model", ""),
@@ -347,7 +536,7 @@ def _decode_completion(r: Mapping[str, Any]) -> Completion:
         load_ms=r.get("load_ms", 0.0),
         done_reason=r.get("done_reason"),
         cached=True,
-        metadata=dict(r.get("metadata") or {}),
+        metadata=metadata,
     )
 
 
@@ -359,13 +548,6 @@ def _key(request: Mapping[str, Any]) -> str:
         raise CassetteError(
             f"cannot record a request with a value JSON cannot hold: {exc}"
         ) from None
-
-
-def _stale(recorded: list[dict[str, Any]], current: str | None) -> bool:
-    """Whether recordings came from another digest of the model (a re-pulled tag)."""
-    return current is not None and any(
-        i.get("model_digest") not in (None, current) for i in recorded
-    )
 
 
 def _closest(request: Mapping[str, Any], others: list[Mapping[str, Any]]) -> str:
@@ -403,7 +585,14 @@ def _parse(text: str) -> list[dict[str, Any]]:
                 f"has a malformed interaction #{n}: it needs a 'request' with an 'endpoint' "
                 "(chat or embed) and a 'response' with its 'content' or 'embeddings'"
             )
-        parsed.append({**entry, "key": _key(cast(dict[str, Any], request))})
+        identity = entry.get("model_identity", entry.get("model_digest"))  # the old name
+        parsed.append(
+            {
+                **{k: v for k, v in entry.items() if k != "model_digest"},
+                "model_identity": identity,
+                "key": _key(cast(dict[str, Any], request)),
+            }
+        )
     return parsed
 
 

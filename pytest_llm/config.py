@@ -51,6 +51,10 @@ class HarnessConfig:
     min_score: float | None = None
     escalate_to: tuple[str, ...] = ()
     judge_model: str | None = None
+    model_version: str | None = None
+    """A version you declare for the tested models (a release tag, the weights' hash), part
+    of their identity: recorded with every answer and compared before a replay. For servers
+    that cannot tell which weights they serve (OpenAI-compatible ones)."""
     samples: int = 1
     min_pass_rate: float = 1.0
     concurrency: int = 4
@@ -145,6 +149,8 @@ def _validate(c: HarnessConfig) -> None:
         _text("escalate_to", name)
     if c.judge_model is not None:
         _text("judge_model", c.judge_model)
+    if c.model_version is not None:
+        _text("model_version", c.model_version)
     _integer("samples", c.samples, low=1)
     _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
     _integer("concurrency", c.concurrency, low=1)
@@ -171,6 +177,7 @@ OPTION_FIELDS: dict[str, tuple[str, type]] = {
     "min_score": ("min_score", float),
     "seed": ("seed", int),
     "judge_model": ("judge_model", str),
+    "model_version": ("model_version", str),
     "api_key_env": ("api_key_env", str),
 }
 

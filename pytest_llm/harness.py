@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ._text import shorten
-from .backends import Backend, BackendPool, ChatRequest
+from .backends import Backend, BackendPool, ChatRequest, model_identity
 from .config import HarnessConfig
 from .errors import (
     BackendError,
@@ -324,6 +324,7 @@ class Harness:
                     time.sleep(min(delay, _MAX_BACKOFF_SECONDS))
                 try:
                     completion = backend.chat(self._request(call, model, conversation))
+                    completion = _identified(completion, backend, cfg.model_version)
                 except BackendError as exc:
                     exc.host = exc.host or cfg.host  # as configured: the pool's name
                     if not exc.retryable:
@@ -364,6 +365,7 @@ class Harness:
             keep_alive=cfg.keep_alive,
             options=cfg.extra,
             sample=call.sample,
+            model_version=cfg.model_version,
         )
 
     def _judge(
@@ -476,6 +478,18 @@ def _messages(prompt: Prompt, system: str | None) -> tuple[Mapping[str, Any], ..
     if not messages:
         raise ValueError("chat() needs a prompt or at least one message")
     return tuple(messages)
+
+
+def _identified(completion: Completion, backend: Backend, declared: str | None) -> Completion:
+    """``completion`` with ``metadata["model_identity"]``: which weights answered, if known.
+
+    A replayed answer carries the identity it was recorded with; a live one gets the
+    server's (asked once per backend) and the user's declared ``model_version``.
+    """
+    if "model_identity" in completion.metadata:
+        return completion
+    identity = model_identity(backend, completion.model, declared)
+    return replace(completion, metadata={**completion.metadata, "model_identity": identity})
 
 
 def _attempt(

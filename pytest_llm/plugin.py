@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from .backends import Backend, BackendPool
-from .cassettes import MODES, Cassette, CassetteSettings
+from .cassettes import MODES, Cassette, CassetteSettings, CassetteSummary
+from .cassettes import PROPERTY as CASSETTE_PROPERTY
 from .config import (
     DEFAULT_HOST,
     OPTION_FIELDS,
@@ -43,6 +44,10 @@ CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 EMBEDDINGS_KEY = pytest.StashKey[EmbeddingCache]()
 HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
+#: Set on an item whose setup or call ended in an infrastructure error.
+INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
+#: Whether an item's call passed (its cassette's unused recordings are then known).
+CALL_PASSED_KEY = pytest.StashKey[bool]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
@@ -58,6 +63,8 @@ _OPTION_HELP = {
     "min_score": "minimum quality score in [0, 1] for scored calls",
     "seed": "sampling seed sent with every call (default: 42)",
     "judge_model": "model that judges outputs (LLM-as-judge scoring)",
+    "model_version": "a version you declare for the tested model, part of its identity in "
+    "cassettes (for servers that tell no digest)",
     "api_key_env": "NAME of the environment variable holding the API key "
     "(default: OPENAI_API_KEY for openai, OLLAMA_API_KEY for ollama)",
 }
@@ -113,8 +120,15 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.pluginmanager.register(config.stash[RECORDER_KEY], "llm-report")
+    worker = worker_id(config) is not None
+    cassettes = CassetteSummary(
+        config.stash[CASSETTES_KEY], filtered=_filtered(config), worker=worker
+    )
+    config.pluginmanager.register(cassettes, "llm-cassettes")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(config.stash[RECORDER_KEY]), "llm-xdist")
+        config.pluginmanager.register(
+            XdistHooks(config.stash[RECORDER_KEY], cassettes), "llm-xdist"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -211,7 +225,19 @@ def _llm_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette | None]:
         return
     cassette = settings.cassette_for(request.node)
     yield cassette
-    cassette.save()
+    node = request.node
+    cassette.save(
+        keep=node.stash.get(INFRASTRUCTURE_FAULT_KEY, False),
+        complete=node.stash.get(CALL_PASSED_KEY, False),
+    )
+    events = {
+        "rerecorded": cassette.rerecorded,
+        "unused": cassette.unused,
+        "pruned": cassette.pruned,
+    }
+    if any(events.values()):  # the run's llm cassettes section lists them
+        text = json.dumps({k: v for k, v in events.items() if v}, sort_keys=True)
+        node.user_properties.append((CASSETTE_PROPERTY, text))
 
 
 @pytest.fixture
@@ -248,7 +274,11 @@ def pytest_runtest_makereport(
     item_config = item.stash.get(ITEM_CONFIG_KEY, None)
     if item_config is not None:  # the run report says which host served the test
         report.llm_host = item_config.host  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[CALL_PASSED_KEY] = report.passed
     excinfo = call.excinfo
+    if excinfo is not None and report.failed and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
+        item.stash[INFRASTRUCTURE_FAULT_KEY] = True  # its cassette keeps what is on disk
     if excinfo is not None and report.failed and excinfo.errisinstance(TEST_ERRORS):
         report.llm_infrastructure = True  # type: ignore[attr-defined]
         report.llm_error = error_info(excinfo.value)  # type: ignore[attr-defined]
@@ -297,6 +327,13 @@ def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> Non
     parser.addini("llm_record_mode", help_mode, default=None)
     help_dir = "directory of cassettes (default: cassettes/ next to each test module)"
     group.addoption("--llm-cassette-dir", dest="llm_cassette_dir", help=help_dir)
+    group.addoption(
+        "--llm-prune",
+        dest="llm_prune",
+        action="store_true",
+        help="delete cassette recordings and files that no test of the run used "
+        "(after a run of the whole suite without failures)",
+    )
     parser.addini("llm_cassette_dir", help_dir + "; relative to the ini file", type="paths")
     parser.addini(
         "llm_snapshot_mode", "llm_snapshot comparison: exact, lexical, embedding or structure"
@@ -324,6 +361,18 @@ def _base_settings(config: pytest.Config) -> dict[str, Any]:
         if option is not None:
             settings[name] = coerce(name, option, f"--llm-{suffix.replace('_', '-')}")
     return settings
+
+
+def _filtered(config: pytest.Config) -> bool:
+    """Whether the run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf`` …)."""
+    option = config.option
+    return bool(
+        getattr(option, "keyword", "")
+        or getattr(option, "markexpr", "")
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+        or any("::" in str(arg) for arg in config.args)
+    )
 
 
 def _recorder(config: pytest.Config) -> Recorder:

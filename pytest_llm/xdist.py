@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .cassettes import CassetteSummary
 from .report import Recorder
 
 __all__ = ["WORKEROUTPUT_KEY", "XdistHooks", "worker_id"]
@@ -37,8 +38,14 @@ def worker_id(config: pytest.Config) -> str | None:
 class XdistHooks:
     """Registered by the plugin only when ``config.pluginmanager.hasplugin("xdist")``."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, cassettes: CassetteSummary) -> None:
         self.recorder = recorder
+        self.cassettes = cassettes
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """On the controller: the tests of the run, whose cassettes are not unused."""
+        self.cassettes.collected(ids)
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

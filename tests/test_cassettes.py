@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_llm.cassettes import _closest, _file_name
-from pytest_llm.testing import FakeOllama, RecordedRequest
+from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
 from .conftest import StallingServer
 
@@ -82,9 +82,9 @@ def test_once_records_then_replays_with_no_server(pytester: pytest.Pytester) -> 
     live = answers(recorded)
     assert live["json"]["retries"] == 1 and not any(a["cached"] for a in live.values())
 
-    with FakeOllama("a different answer") as other:  # a live server that must not be asked
+    with FakeOllama("a different answer") as other:  # a live server: asked who it is, once
         replayed = run(pytester, other.url, "--llm-record-mode=once")
-        assert other.requests == []
+        assert [(r.method, r.path) for r in other.requests] == [("GET", "/api/tags")]
     replayed.assert_outcomes(passed=3)
     again = answers(replayed)
     assert again.keys() == live.keys()
@@ -124,7 +124,7 @@ def test_the_cassette_is_readable_json_without_secrets(
         "options": {},
         "sample": None,
     }
-    assert interaction["model_digest"].startswith("sha256:") or len(interaction["model_digest"])
+    assert interaction["model_identity"] == FakeOllama().digest_of("llama3.2")
     response = interaction["response"]
     assert response["content"] == "answer to Capital of France?"
     assert response["tokens_out"] == 5 and response["duration_ms"] > 0
@@ -255,9 +255,9 @@ def test_new_episodes_records_again_when_the_model_digest_changed(
     with FakeOllama(reply) as fake:
         run(pytester, fake.url, "--llm-record-mode=once", "-k", "plain").assert_outcomes(passed=1)
         document = json.loads(path.read_text())
-        served_digest = document["interactions"][0]["model_digest"]
+        served_digest = document["interactions"][0]["model_identity"]
         assert served_digest
-        document["interactions"][0]["model_digest"] = "sha256:" + "0" * 64  # a re-pulled tag
+        document["interactions"][0]["model_identity"] = "sha256:" + "0" * 64  # a re-pulled tag
         document["interactions"][0]["response"]["content"] = "stale answer"
         path.write_text(json.dumps(document))
         result = run(pytester, fake.url, "--llm-record-mode=new_episodes", "-k", "plain")
@@ -266,7 +266,7 @@ def test_new_episodes_records_again_when_the_model_digest_changed(
     assert answers(result)["plain"] == {**answers(result)["plain"], "cached": False}
     assert answers(result)["plain"]["content"] == "answer to Capital of France?"
     (interaction,) = json.loads(path.read_text())["interactions"]
-    assert interaction["model_digest"] == served_digest
+    assert interaction["model_identity"] == served_digest
 
 
 def test_new_episodes_asks_a_wedged_server_for_digests_once_per_session(
@@ -372,7 +372,7 @@ def test_an_invalid_record_mode_is_a_usage_error(pytester: pytest.Pytester) -> N
     result.stderr.fnmatch_lines(
         [
             "*llm record mode 'sometimes' is invalid: "
-            "expected one of off, none, once, new_episodes, all"
+            "expected one of off, none, verify, once, new_episodes, all"
         ]
     )
 
@@ -432,3 +432,172 @@ def test_a_miss_names_the_fields_of_the_closest_recording() -> None:
     ]
     assert _closest(asked, recorded).endswith("differs in messages")
     assert _closest(asked, []) == "has no recordings"
+
+
+# --- a changed model is never replayed silently ---------------------------------------------
+
+CHANGED = "2" * 64  # the digest after a re-pull
+
+
+@pytest.mark.parametrize("backend", ["ollama", "openai"])
+def test_once_none_and_verify_refuse_to_replay_a_changed_model(
+    pytester: pytest.Pytester, backend: str
+) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    path = cassette(pytester, "test_plain")
+    with FakeOllama(reply) as fake:
+        url = fake.url + ("/v1" if backend == "openai" else "")
+        options = (f"--llm-backend={backend}", "-k", "plain")
+        run(pytester, url, "--llm-record-mode=once", *options).assert_outcomes(passed=1)
+        recorded = path.read_text()
+        old = json.loads(recorded)["interactions"][0]["model_identity"]
+        run(pytester, url, "--llm-record-mode=verify", *options).assert_outcomes(passed=1)
+        fake.digests["llama3.2"] = CHANGED
+        fake.script("a worse answer")
+        asked = len(fake.requests)
+        for mode in ("once", "none", "verify"):
+            result = run(pytester, url, f"--llm-record-mode={mode}", *options)
+            result.assert_outcomes(errors=1)
+            result.stdout.fnmatch_lines(
+                [
+                    f"*CassetteError: the model changed since test test_answers.py::test_plain "
+                    f"was recorded: model 'llama3.2' was {old}, {backend} at * now serves *; "
+                    "replaying would test the old model. Re-record with: pytest "
+                    "test_answers.py::test_plain --llm-record-mode=all*"
+                ]
+            )
+        later = {r.path for r in fake.requests[asked:]}  # no answer was asked for
+        assert later <= {"/api/tags", "/v1/models"}
+    assert path.read_text() == recorded  # nothing re-written
+    if backend == "ollama":
+        assert old == FakeOllama().digest_of("llama3.2")
+    else:  # assembled from /v1/models: id, owner and the pull time
+        assert old.startswith("created=") and "id=llama3.2:latest owned_by=library" in old
+
+
+def test_new_episodes_re_records_a_changed_openai_model_and_says_so(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        url, options = fake.url + "/v1", ("--llm-backend=openai", "-k", "plain")
+        run(pytester, url, "--llm-record-mode=once", *options).assert_outcomes(passed=1)
+        fake.digests["llama3.2"] = CHANGED
+        fake.script("the new model's answer")
+        result = run(pytester, url, "--llm-record-mode=new_episodes", *options)
+    result.assert_outcomes(passed=1)
+    assert answers(result)["plain"]["content"] == "the new model's answer"
+    result.stdout.fnmatch_lines(
+        [
+            "*= llm cassettes =*",
+            "test_answers.py::test_plain: re-recorded, the model changed: 'llama3.2' was "
+            "created=* id=llama3.2:latest owned_by=library, now created=* id=llama3.2:latest "
+            "owned_by=library",
+        ]
+    )
+    (interaction,) = json.loads(cassette(pytester, "test_plain").read_text())["interactions"]
+    assert interaction["response"]["content"] == "the new model's answer"
+
+
+def test_a_declared_model_version_is_part_of_the_identity(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        url, options = fake.url + "/v1", ("--llm-backend=openai", "-k", "plain")
+        run(pytester, url, "--llm-record-mode=once", "--llm-model-version=q4-2024", *options)
+        (interaction,) = json.loads(cassette(pytester, "test_plain").read_text())["interactions"]
+        assert interaction["model_identity"].endswith(" version=q4-2024")
+        result = run(pytester, url, "--llm-record-mode=none", "--llm-model-version=q8", *options)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*was created=* version=q4-2024, * now serves * version=q8;*"])
+
+
+def test_verify_needs_the_server_and_none_does_not(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once", "-k", "plain").assert_outcomes(passed=1)
+    down = free_url()
+    run(pytester, down, "--llm-record-mode=none", "-k", "plain").assert_outcomes(passed=1)
+    result = run(pytester, down, "--llm-record-mode=verify", "-k", "plain")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CassetteError: record mode 'verify' checks the live model against the recording "
+            "of test test_answers.py::test_plain, but ollama at * tells no identity for model "
+            "'llama3.2' (is it running?); replay without the check in record mode 'none'*"
+        ]
+    )
+
+
+# --- recordings survive a bad run, and dead ones are found ------------------------------------
+
+
+def test_a_test_that_errors_in_record_mode_all_keeps_its_cassette(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once").assert_outcomes(passed=3)
+    files = {t: cassette(pytester, t).read_text() for t in ("test_plain", "test_map")}
+
+    def flaky(request: RecordedRequest) -> str | Reply:  # the map's second prompt breaks
+        if "two" in str(request.messages[-1]["content"]):
+            return Reply(status=404, error='model "llama3.2" not found')
+        return reply(request)
+
+    with FakeOllama(flaky) as broken:
+        result = run(pytester, broken.url, "--llm-record-mode=all", "-k", "not json")
+    result.assert_outcomes(passed=1, errors=1)
+    assert cassette(pytester, "test_map").read_text() == files["test_map"]  # not the partial one
+    run(pytester, free_url(), "--llm-record-mode=none").assert_outcomes(passed=3)
+
+
+def test_unused_recordings_and_cassettes_are_reported_and_pruned(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_answers=ANSWERS)
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once").assert_outcomes(passed=3)
+        # the prompt of test_plain is edited, test_map is renamed
+        edited = ANSWERS.replace("Capital of France?", "Capital of Italy?")
+        pytester.makepyfile(test_answers=edited.replace("def test_map", "def test_many"))
+        result = run(pytester, fake.url, "--llm-record-mode=none")
+        result.assert_outcomes(passed=1, errors=2)
+        result.stdout.fnmatch_lines(
+            ["*Record it with: pytest test_answers.py::test_plain "
+             "--llm-record-mode=new_episodes --llm-prune*"]
+        )  # fmt: skip
+        result = run(pytester, fake.url, "--llm-record-mode=new_episodes")
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines(
+            [
+                "*= llm cassettes =*",
+                "test_answers.py::test_plain: 1 unused recording(s) in its cassette",
+                "cassettes/test_answers/test_map.json: cassette of no test (unused)",
+                "re-record what changed and delete what no test uses with: "
+                "pytest --llm-record-mode=new_episodes --llm-prune",
+            ]
+        )
+        assert cassette(pytester, "test_map").exists()
+        spread = run(pytester, fake.url, "--llm-record-mode=none", "-n", "2")  # the controller
+        spread.assert_outcomes(passed=3)  # learns the tests from the workers' collection
+        spread.stdout.fnmatch_lines(["cassettes/test_answers/test_map.json: cassette of no test*"])
+        # part of the suite: a test that ran prunes its own cassette, no file is deleted
+        for args in [("-k", "plain"), ("test_answers.py::test_plain",)]:
+            partial = run(pytester, fake.url, "--llm-record-mode=none", "--llm-prune", *args)
+            partial.assert_outcomes(passed=1)
+            assert cassette(pytester, "test_map").exists()
+            if args[0] == "-k":
+                partial.stdout.fnmatch_lines(
+                    ["test_answers.py::test_plain: 1 unused recording(s) pruned"]
+                )
+        pruned = run(pytester, fake.url, "--llm-record-mode=new_episodes", "--llm-prune")
+    pruned.assert_outcomes(passed=3)
+    pruned.stdout.fnmatch_lines(
+        ["cassettes/test_answers/test_map.json: cassette of no test (deleted)"]
+    )
+    assert not cassette(pytester, "test_map").exists()
+    (interaction,) = json.loads(cassette(pytester, "test_plain").read_text())["interactions"]
+    assert interaction["request"]["messages"][-1]["content"] == "Capital of Italy?"
+    clean = run(pytester, free_url(), "--llm-record-mode=none")
+    clean.assert_outcomes(passed=3)
+    assert "llm cassettes" not in clean.stdout.str()

@@ -37,6 +37,7 @@ def test_design_fields_are_all_present() -> None:
         "escalate_to", "judge_model", "samples", "min_pass_rate", "concurrency",
         "api_key_env",  # added with the OpenAI-compatible backend
         "check_feedback",  # re-asks tell a check's message only when asked to
+        "model_version",  # declared model identity, for servers that tell no digest
     }  # fmt: skip
     assert set(config_field_names()) == expected
 

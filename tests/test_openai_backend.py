@@ -331,8 +331,21 @@ def test_embed_in_order(fake: FakeOllama, backend: OpenAIBackend) -> None:
         backend.embed("nope", ["x"])
 
 
-def test_digest_is_unknown(backend: OpenAIBackend) -> None:
-    assert backend.digest("llama3.2") is None
+def test_identity_is_assembled_from_the_models_listing(
+    backend: OpenAIBackend, fake: FakeOllama
+) -> None:
+    from pytest_llm.backends.openai import _identity
+
+    first = backend.digest("llama3.2")  # Ollama's /v1 lists it as llama3.2:latest
+    assert first is not None and first.startswith("created=")
+    assert first.endswith(" id=llama3.2:latest owned_by=library")
+    assert backend.digest("not-served") is None
+    listed = [r for r in fake.requests if r.path == "/v1/models"]
+    assert len(listed) == 1  # asked once per backend
+    # vLLM and llama.cpp send the time of the response as `created`: it is left out
+    row = {"id": "m", "object": "model", "created": 1_800_000_000, "root": "/w/m", "meta": {"n": 1}}
+    assert _identity(row, clock=1_800_000_001) == 'id=m meta={"n":1} root=/w/m'
+    assert _identity(row, clock=1_700_000_000).startswith("created=1800000000 id=m")
 
 
 def test_factory_and_pool_pass_the_key_variable(fake: FakeOllama) -> None:
@@ -496,7 +509,7 @@ def test_session_success_through_the_openai_route(
     )  # fmt: skip
     (body,) = chat_bodies(fake)
     assert body["response_format"]["json_schema"]["name"] == "City"  # type: ignore[index]
-    assert {r.path for r in fake.requests} == {"/v1/chat/completions"}
+    assert {r.path for r in fake.requests} == {"/v1/chat/completions", "/v1/models"}
 
 
 def test_session_retry_then_escalation(pytester: pytest.Pytester, fake: FakeOllama) -> None:

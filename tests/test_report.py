@@ -257,7 +257,7 @@ def test_unwritable_report_fails_the_session_with_a_clear_line(
 
 
 @pytest.mark.parametrize("dist", [["-p", "no:xdist"], ["-n", "2"]])
-def test_a_replayed_run_with_reports_asks_no_server_for_digests(
+def test_a_replayed_run_asks_the_server_only_who_it_is(
     pytester: pytest.Pytester, fake: FakeOllama, dist: list[str]
 ) -> None:
     pytester.makepyfile(SUITE)
@@ -269,7 +269,9 @@ def test_a_replayed_run_with_reports_asks_no_server_for_digests(
             f"--llm-report={report}", f"--llm-html={html}", *dist,
         )  # fmt: skip
         result.assert_outcomes(passed=8, failed=1, skipped=1)
-        assert idle.requests == []
+        # the model's identity, once per process (to catch a changed model), and no answers
+        assert {(r.method, r.path) for r in idle.requests} == {("GET", "/api/tags")}
+        assert len(idle.requests) == (2 if "-n" in dist else 1)
     doc = json.loads(report.read_text())
     assert doc["totals"]["cached"] == doc["totals"]["calls"] == 9
     assert doc["run"]["digests"] == {}

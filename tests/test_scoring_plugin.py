@@ -214,11 +214,11 @@ SAMPLED = """
 import pytest
 from pytest_llm.scorers import contains_all
 
-@pytest.mark.llm(samples=5, min_pass_rate=0.8, min_score=1.0)
+@pytest.mark.llm(temperature=0.8, samples=5, min_pass_rate=0.8, min_score=1.0)
 def test_strict(llm):
     llm.sample("Capital of France?", scorer=contains_all("Paris"), stop_early=False)
 
-@pytest.mark.llm(samples=5, min_pass_rate=0.6, min_score=1.0)
+@pytest.mark.llm(temperature=0.8, samples=5, min_pass_rate=0.6, min_score=1.0)
 def test_lenient(llm):
     outcome = llm.sample("Capital of France?", scorer=contains_all("Paris"), stop_early=False)
     assert outcome.passes == 3
@@ -255,7 +255,7 @@ def test_early_stopping_makes_fewer_calls(pytester: pytest.Pytester, fake: FakeO
         """
         import pytest
 
-        @pytest.mark.llm(samples=10, min_pass_rate=0.8, concurrency=1)
+        @pytest.mark.llm(temperature=0.8, samples=10, min_pass_rate=0.8, concurrency=1)
         def test_sampled(llm):
             llm.sample("Say yes", check=lambda text: text == "yes")
         """

@@ -28,7 +28,7 @@ from ..result import Completion
 if TYPE_CHECKING:
     from ..config import HarnessConfig
 
-__all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend"]
+__all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend", "model_identity"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,8 @@ class ChatRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     sample: int | None = None
     """Index of an independent sample (``Harness.sample``); part of the cassette key."""
+    model_version: str | None = None
+    """The version the user declares for ``model`` (``model_version``), part of its identity."""
 
 
 @runtime_checkable
@@ -65,14 +67,30 @@ class Backend(Protocol):
         ...
 
     def digest(self, model: str) -> str | None:
-        """The served model's content digest (so a re-pulled tag is noticed), if known.
+        """What identifies the served model (so a re-pulled tag is noticed), if known.
 
-        Called for every cassette lookup in ``new_episodes``: implementations ask the
-        server once and remember the answer, a failure included.
+        A content digest where the server has one (Ollama); otherwise an identity put
+        together from what the server says about the model. Called for every cassette
+        lookup and result: implementations ask the server once and remember the answer,
+        a failure included.
         """
         ...
 
     def close(self) -> None: ...
+
+
+def model_identity(backend: Backend, model: str, declared: str | None = None) -> str | None:
+    """The identity of ``model`` as served by ``backend``, with the user's declared version.
+
+    ``None`` when neither the server (down, or it cannot tell) nor the user says anything.
+    """
+    try:
+        served = backend.digest(model) if hasattr(backend, "digest") else None
+    except BackendError:  # the server is down: nothing to compare with
+        served = None
+    if declared is None:
+        return served
+    return f"{served} version={declared}" if served else f"version={declared}"
 
 
 def timeout_message(model: str, host: str, timeout_seconds: float) -> str:

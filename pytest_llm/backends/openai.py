@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -94,6 +96,8 @@ class OpenAIBackend:
         )
         #: The first of SCHEMA_STYLES this server accepted: later calls start there.
         self.schema_style = SCHEMA_STYLES[0]
+        self._identities: dict[str, str] | None = None
+        self._identities_lock = threading.Lock()
 
     # --- Backend protocol ----------------------------------------------------------------
 
@@ -131,8 +135,31 @@ class OpenAIBackend:
         return vectors
 
     def digest(self, model: str) -> str | None:
-        """Always ``None``: the OpenAI API names models but tells no content digest."""
-        return None
+        """An identity assembled from ``GET /models`` (the API tells no content digest).
+
+        The model's entry without its volatile fields: ``id``, ``owned_by`` and whatever
+        else the server adds (vLLM's ``root`` and ``max_model_len``, llama.cpp's ``meta``),
+        and ``created`` unless it is the server's clock (vLLM and llama.cpp send the time of
+        the response; Ollama the time of the pull). Read once per backend; a failed read
+        raises once, later calls answer ``None``. ``model_version`` adds what it cannot see.
+        """
+        with self._identities_lock:
+            if self._identities is None:
+                self._identities = {}
+                try:
+                    response = self._client.get("models", timeout=min(self.timeout_seconds, 10))
+                    rows = self._json(response)["data"]
+                    clock = _server_clock(response.headers.get("date"))
+                    self._identities = {
+                        str(row["id"]): _identity(row, clock)
+                        for row in rows
+                        if isinstance(row, dict) and "id" in row
+                    }
+                except _CLIENT_ERRORS as exc:
+                    raise self._convert(exc, model) from exc
+            # Ollama's /v1 lists "llama3.2:latest" for "llama3.2", as its own API does
+            latest = None if ":" in model else self._identities.get(f"{model}:latest")
+            return self._identities.get(model, latest)
 
     def close(self) -> None:
         self._client.close()
@@ -268,6 +295,33 @@ class OpenAIBackend:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+#: Fields of a ``/models`` entry that say nothing about which weights answer.
+_VOLATILE_FIELDS = frozenset({"object", "created", "permission", "permissions"})
+
+
+def _server_clock(date: str | None) -> float | None:
+    """The server's time from its ``Date`` header, as Unix seconds (``None`` if absent)."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _identity(row: Mapping[str, Any], clock: float | None) -> str:
+    """``id=smollm2:135m owned_by=me``: a model's ``/models`` entry as one stable line."""
+    fields = {k: v for k, v in row.items() if k not in _VOLATILE_FIELDS}
+    created = row.get("created")
+    now = time.time() if clock is None else clock
+    if isinstance(created, int | float) and abs(created - now) > 5:  # not the server's clock
+        fields["created"] = created
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(',', ':'))}"
+        for k, v in sorted(fields.items())
+    )
 
 
 def _response_format(format: str | dict[str, Any], style: str | None) -> dict[str, Any]:

@@ -281,6 +281,11 @@ def _digest(model: str) -> str:
     return hashlib.sha256(_normalize_model(model).encode()).hexdigest()
 
 
+def _created(digest: str) -> int:
+    """A stable pull time (Unix seconds, in 2023-2024) that changes with the digest."""
+    return 1_700_000_000 + int(hashlib.sha256(digest.encode()).hexdigest()[:6], 16) % 31_000_000
+
+
 class _Script:
     def next(self, request: RecordedRequest) -> Reply:
         raise NotImplementedError
@@ -569,12 +574,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _model_entry(self, model: str) -> dict[str, Any]:
         normal = _normalize_model(model)
-        digest = _digest(model)
+        digest = self.fake.digest_of(model)
         entry: dict[str, Any] = {
             "name": normal,
             "model": normal,
             "modified_at": self.fake._started_at,
-            "size": 100_000_000 + int(digest[:8], 16) % 4_900_000_000,
+            "size": 100_000_000 + int(_digest(model)[:8], 16) % 4_900_000_000,
         }
         if self.fake.digest:
             entry["digest"] = digest
@@ -696,8 +701,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _v1_models(self, request: RecordedRequest) -> None:
         models = list(dict.fromkeys(_normalize_model(m) for m in list(self.fake.models)))
-        entry = {"object": "model", "created": int(time.time()), "owned_by": "library"}
-        data = [{"id": m, **entry} for m in models]
+        # as Ollama: ``created`` is when the model was pulled, so a re-pull changes it
+        data = [
+            {"id": m, "object": "model", "created": _created(self.fake.digest_of(m)),
+             "owned_by": "library"}
+            for m in models
+        ]  # fmt: skip
         self._send_json(200, {"object": "list", "data": data})
 
     def _v1_embeddings(self, request: RecordedRequest) -> None:
@@ -1022,6 +1031,8 @@ class FakeOllama:
     ``parallel`` works like ``OLLAMA_NUM_PARALLEL``: at most that many chat, generate and embed
     requests are processed at once, the others wait for a slot (a hung request holds its slot).
     ``digest=False`` leaves the ``digest`` field out of ``/api/tags`` and ``/api/ps`` entries.
+    ``digests`` maps a model name to the digest served for it (default: a hash of the name);
+    change an entry to act out a re-pulled tag (``/v1/models``' ``created`` changes with it).
     """
 
     def __init__(
@@ -1044,6 +1055,7 @@ class FakeOllama:
         self.token_delay = token_delay
         self.parallel = parallel
         self.digest = digest
+        self.digests: dict[str, str] = {}
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -1172,6 +1184,14 @@ class FakeOllama:
         with self._lock:
             script = self._script
         return script.next(request)  # outside the lock: a callable may be slow
+
+    def digest_of(self, model: str) -> str:
+        """The digest served for ``model`` (``digests``, else a hash of its name)."""
+        wanted = _normalize_model(model)
+        for name, digest in list(self.digests.items()):
+            if _normalize_model(name) == wanted:
+                return digest
+        return _digest(model)
 
     def _has_model(self, model: str) -> bool:
         wanted = _normalize_model(model)
