@@ -113,6 +113,17 @@ server_alive() {
     [[ "$state" != Z && "$state" != X ]]
 }
 
+# after a failure: has the server died, or is it dying? (a crashing process drops its
+# connections a moment before it is gone: give it up to 3 s)
+server_died() {
+    [[ -n "$SERVER_PID" ]] || return 1
+    for _ in $(seq 1 15); do
+        server_alive || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # the server is dead: say how it ended (pid, signal or exit status) and show the tail of its log
 report_dead_server() {
     local status=0 how
@@ -136,7 +147,7 @@ run_pytest() {
     local status=0
     timeout "$PYTEST_TIMEOUT" "$PYTHON" -m pytest "$@" || status=$?
     ((status == 0)) && return 0
-    if [[ -n "$SERVER_PID" ]] && ! server_alive; then
+    if server_died; then
         report_dead_server
         fail "the llama.cpp server died while ${STEP}: the failures above are its death, not the" \
             "plugin's. A crash inside llama.cpp (Segmentation fault, Illegal instruction) means" \
@@ -303,7 +314,7 @@ try:
 except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
     sys.exit(f"the one-token inference failed: {type(exc).__name__}: {exc}")
 EOF
-    if ! server_alive; then
+    if server_died; then
         report_dead_server
         fail "THE BUILD OF llama-cpp-python IS BROKEN on this machine: the llama.cpp server died" \
             "on a one-token inference, before any test ran. The build lives in ${WHEEL_DIR}" \

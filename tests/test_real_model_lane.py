@@ -28,7 +28,7 @@ BUILD = ROOT / "scripts" / "real_model_build.py"
 # (0 is the first), or at once when it is "start".
 STUB = textwrap.dedent(
     """
-    import json, os, resource, signal, sys
+    import json, os, resource, signal, sys, threading, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     args = sys.argv[1:]
@@ -43,7 +43,8 @@ STUB = textwrap.dedent(
         print(f"{where}: simulated crash\\nSegmentation fault (core dumped)", file=sys.stderr)
         sys.stderr.flush()
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.kill(os.getpid(), signal.SIGSEGV)
+        signal.pthread_kill(threading.get_ident(), signal.SIGSEGV)
+        time.sleep(60)  # never answer: the signal may take a moment to end the process
 
 
     class Handler(BaseHTTPRequestHandler):
@@ -93,10 +94,27 @@ STUB = textwrap.dedent(
 )
 
 
+def repository_copy(tmp_path: Path) -> Path:
+    """The lane script in a repository of its own whose examples/ is one small test, so that
+    a re-record (``--record-examples``) can never write into this checkout's examples/."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(LANE, repo / "scripts")
+    (repo / "examples").mkdir()
+    (repo / "examples" / "pytest.ini").write_text(
+        "[pytest]\nllm_backend = openai\nllm_model = smollm2:135m\n"
+    )
+    (repo / "examples" / "test_example.py").write_text(
+        "def test_example(llm):\n    assert llm.chat('Hi').content\n"
+    )
+    return repo / "scripts" / LANE.name
+
+
 def lane(
-    tmp_path: Path, *args: str, die_at: str, timeout: float = 120, script: Path = LANE
+    tmp_path: Path, *args: str, die_at: str, timeout: float = 120
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
     """Run the lane with the stub as its server; its output and what the stub saw."""
+    script = repository_copy(tmp_path) if "--record-examples" in args else LANE
     stub = tmp_path / "stub_server.py"
     stub.write_text(STUB)
     log = tmp_path / "stub.log"
@@ -175,18 +193,7 @@ def test_a_server_that_dies_during_the_tests_is_named_after_pytest_fails(tmp_pat
 
 
 def test_a_server_that_dies_while_the_examples_are_re_recorded_is_named(tmp_path: Path) -> None:
-    """In a copy of the repository: the re-record would write into examples/."""
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    shutil.copy(LANE, repo / "scripts")
-    (repo / "examples").mkdir()
-    (repo / "examples" / "pytest.ini").write_text(
-        "[pytest]\nllm_backend = openai\nllm_model = smollm2:135m\n"
-    )
-    (repo / "examples" / "test_example.py").write_text(
-        "def test_example(llm):\n    assert llm.chat('Hi').content\n"
-    )
-    proc, _ = lane(tmp_path, "--record-examples", die_at="1", script=repo / "scripts" / LANE.name)
+    proc, _ = lane(tmp_path, "--record-examples", die_at="1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "BackendUnreachable" in proc.stdout
     assert "died (signal SEGV, exit 139)" in proc.stderr
