@@ -297,7 +297,7 @@ class Cassette:
         identity (``None`` when the server is down or cannot tell); ``server`` names it.
         """
         key = _key(request)
-        current = identity() if self.mode != "all" else None  # None: the server cannot tell
+        current = identity()  # None: the server is down or cannot tell
         with self._lock:
             self._load()
             n = self._asked[key]
@@ -316,7 +316,7 @@ class Cassette:
         entry = {
             "key": key,
             "request": request,
-            "model_identity": current if self.mode != "all" else identity(),
+            "model_identity": current,
             "response": encode(answer),
         }
         with self._lock:
