@@ -27,6 +27,12 @@ after a model change names both models. Comparison modes:
 The mode and threshold come from ini (``llm_snapshot_mode``, ``llm_snapshot_threshold``)
 or per assertion: ``assert result == llm_snapshot(mode="lexical", threshold=0.9)``.
 
+A file is named as syrupy names it (the test's name, without the characters a file name
+cannot hold) when that name takes at most 233 bytes, as every name written before did.
+A longer one (a long parametrized id, a test named in CJK) is cut to a readable start
+and a hash of the whole name, ``test_x[aaaa…aaa]-5f0c9a1e2b3d4c6f.llm.txt``, and the
+file's first line, ``snapshot: <name>``, holds the name syrupy knows it by.
+
 Unused snapshots are syrupy's, with one rule more (:func:`keep_snapshots`): a test
 that did not pass keeps every snapshot it has, since it did not show that they are
 unused. ``--snapshot-update`` deletes none of them, and a run without it does not
@@ -45,11 +51,19 @@ from typing import Any, cast
 
 import pytest
 from syrupy.assertion import DiffMode, SnapshotAssertion
-from syrupy.data import SnapshotCollection
+from syrupy.data import Snapshot, SnapshotCollection
+from syrupy.extensions.base import AbstractSyrupyExtension
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
-from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData
+from syrupy.location import PyTestLocation
+from syrupy.types import (
+    PropertyFilter,
+    PropertyMatcher,
+    SerializableData,
+    SerializedData,
+    SnapshotIndex,
+)
 
-from ._files import write_text_atomic
+from ._files import hashed_name, write_text_atomic
 from .errors import ConfigError, LLMError
 from .result import LLMResult
 from .scorers import DEFAULT_EMBEDDING_MODEL, cosine_similarity, lexical_ratio
@@ -63,6 +77,7 @@ __all__ = [
     "LLMSnapshotExtension",
     "Outcome",
     "compare",
+    "file_stem",
     "keep_snapshots",
     "model_change",
     "settings_from_ini",
@@ -73,6 +88,13 @@ MODES = ("exact", "lexical", "embedding", "structure")
 _THRESHOLD_MODES = ("lexical", "embedding")
 _HEADER_LINE = re.compile(r"(\w+): (.*)")
 _SHOWN_DIFFERENCES = 10
+_SUFFIX = ".llm.txt"
+#: The longest file stem kept as syrupy names it: every name this extension could write
+#: before names were bounded (its temporary file's name took 22 bytes more, 255 at most).
+_KEPT_STEM_BYTES = 233
+_HASHED_STEM_BYTES = 137  # 120 bytes of the name, "-", 16 hex digits
+_HASHED_STEM = re.compile(r".*-[0-9a-f]{16}", re.DOTALL)
+_NAME_HEADER = "snapshot: "
 
 #: ``embed(model, texts)``: one vector per text (the test's backend, through its cassette).
 Embed = Callable[[str, Sequence[str]], list[list[float]]]
@@ -332,6 +354,30 @@ def structure_differences(
     return out
 
 
+def file_stem(name: str, whole: str) -> str:
+    """The file name (without ``.llm.txt``) of the snapshot syrupy calls ``name``.
+
+    ``whole`` is the name before syrupy left out the characters a file name cannot hold
+    and cut it to 247: a long name is hashed from it, so distinct tests get distinct files.
+    """
+    if len(name.encode("utf-8")) <= _KEPT_STEM_BYTES:
+        return name
+    return hashed_name(whole, keep=name, limit=_HASHED_STEM_BYTES)
+
+
+def _stem_of(location: str) -> str | None:
+    name = Path(location).name
+    return name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else None
+
+
+def _is_hashed(stem: str | None) -> bool:
+    return (
+        stem is not None
+        and len(stem.encode("utf-8")) <= _HASHED_STEM_BYTES
+        and bool(_HASHED_STEM.fullmatch(stem))
+    )
+
+
 class LLMSnapshotExtension(SingleFileSnapshotExtension):
     """syrupy extension: readable ``.llm.txt`` files (see the module docstring).
 
@@ -370,21 +416,78 @@ class LLMSnapshotExtension(SingleFileSnapshotExtension):
         self.outcome = compare(snapshot, answer, self.comparison, self.embed)
         return self.outcome.matched
 
+    @classmethod
+    def get_file_basename(cls, *, test_location: PyTestLocation, index: SnapshotIndex) -> str:
+        """syrupy's name when it fits, else a bounded, hashed one (:func:`file_stem`)."""
+        return file_stem(
+            cls.get_snapshot_name(test_location=test_location, index=index),
+            AbstractSyrupyExtension.get_snapshot_name(test_location=test_location, index=index),
+        )
+
+    @classmethod
+    def matches_test_location(
+        cls, *, test_location: PyTestLocation, snapshot_location: str
+    ) -> bool:
+        """syrupy's rule, and a hashed file of the test: its name starts as the file's."""
+        if super().matches_test_location(
+            test_location=test_location, snapshot_location=snapshot_location
+        ):
+            return True
+        stem = _stem_of(snapshot_location)
+        if stem is None or not _is_hashed(stem):
+            return False
+        if Path(snapshot_location).parent.name != test_location.basename:
+            return False
+        if not test_location.matches_snapshot_site(snapshot_location):
+            return False
+        start = stem[:-17]
+        name = cls._sanitize_filename(test_location.snapshot_name_parametrized)
+        # the test's own name was cut, or a long index (name=...) follows it
+        return name.startswith(start) or (start.startswith(name) and start[len(name)] in ".[")
+
+    def read_snapshot_collection(self, *, snapshot_location: str) -> SnapshotCollection:
+        """The snapshot in the file; a hashed file names it on its first line."""
+        collection = super().read_snapshot_collection(snapshot_location=snapshot_location)
+        if _is_hashed(_stem_of(snapshot_location)):
+            name = _name_in(snapshot_location)
+            if name is not None:
+                collection = SnapshotCollection(location=snapshot_location)
+                collection.add(Snapshot(name=name))
+        return collection
+
     def read_snapshot_data_from_location(
         self, *, snapshot_location: str, snapshot_name: str, session_id: str
     ) -> SerializableData | None:
         try:  # newline="": an answer's "\r\n" must read back as written
             with open(snapshot_location, encoding="utf-8", newline="") as file:
-                return file.read()
+                text = file.read()
         except FileNotFoundError:
             return None
+        if _stem_of(snapshot_location) != snapshot_name and text.startswith(_NAME_HEADER):
+            text = text.partition("\n")[2]  # the name line of a hashed file is not the answer
+        return text
 
     @classmethod
     def write_snapshot_collection(
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
-        data = next(iter(snapshot_collection)).data
-        write_text_atomic(Path(snapshot_collection.location), str(data))
+        snapshot = next(iter(snapshot_collection))
+        text = str(snapshot.data)
+        if _stem_of(snapshot_collection.location) != snapshot.name:  # a hashed file name
+            text = f"{_NAME_HEADER}{snapshot.name}\n{text}"
+        write_text_atomic(Path(snapshot_collection.location), text)
+
+
+def _name_in(location: str) -> str | None:
+    """The snapshot name on the first line of a hashed file (``None``: no such line)."""
+    try:
+        with open(location, encoding="utf-8", newline="") as file:
+            line = file.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith(_NAME_HEADER) or not line.endswith("\n"):
+        return None
+    return line[len(_NAME_HEADER) : -1] or None
 
 
 class LLMSnapshotAssertion(SnapshotAssertion):
