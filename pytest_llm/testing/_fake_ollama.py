@@ -34,8 +34,18 @@ Scripted replies (the ``replies`` argument and :meth:`FakeOllama.script`):
 * a callable receives the :class:`RecordedRequest` and returns a ``str`` or :class:`Reply`.
 
 A :class:`Reply` can also script faults: an HTTP error (``status``), an error line in the middle
-of a stream (``error_after``), an abruptly closed connection (``drop_after``) or a request that
-is never answered (``hang``), plus per-reply timing.
+of a stream (``error_after``), an abruptly closed connection (``drop_after``), a request that
+is never answered (``hang``) or a malformed stream line (``raw_line``, sent verbatim after
+``raw_after`` chunks: a line that is JSON but not an object, such as ``[1, 2]``, or not JSON at
+all; under ``/v1`` it is the ``data`` of one event; the stream then goes on as scripted), plus
+per-reply timing. Faults of time, for deadlines: ``drip`` sends a streamed body one byte at a
+time, ``drip`` seconds apart (each byte its own write, so a client's read timeout never fires);
+``endless_after`` starts, after that many chunks, a line that never ends (a chunk whose text
+grows by one byte every ``drip`` seconds, 0.05 s by default, without the newline or the end of
+the SSE event) until the client hangs up or the server stops; ``retry_after`` adds a
+``Retry-After`` header to a scripted ``status`` (a number is sent as seconds, a ``str`` as
+given, e.g. an HTTP date). All three work on both the Ollama and the ``/v1`` routes.
+
 
 Endpoints: ``POST /api/chat``, ``POST /api/generate``, ``POST /api/embed``,
 ``POST /api/embeddings`` (legacy), ``POST /api/show``, ``GET /api/tags``, ``GET /api/ps``,
@@ -145,6 +155,8 @@ class Reply:
     error: str | None = None
     error_after: int | None = None
     drop_after: int | None = None
+    raw_line: str | None = None
+    raw_after: int = 0
     hang: bool = False
     first_token_delay: float | None = None
     token_delay: float | None = None
@@ -152,7 +164,7 @@ class Reply:
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError(f"Reply.status must be an HTTP error status, got {self.status}")
-        for name in ("tokens_in", "tokens_out", "error_after", "drop_after"):
+        for name in ("tokens_in", "tokens_out", "error_after", "drop_after", "raw_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Reply.{name} must be >= 0, got {value}")
@@ -554,6 +566,18 @@ class _Handler(BaseHTTPRequestHandler):
             data = b"%x\r\n%s\r\n" % (len(data), data)
         self.wfile.write(data)
 
+    def _raw_line(self, reply: Reply, sent: int, *, last: bool = False) -> None:
+        """The scripted ``raw_line``, verbatim, when ``sent`` chunks are out and it goes there
+        (``last``: the end of the chunks, where it goes if it has not gone yet)."""
+        if reply.raw_line is None or not (
+            sent == reply.raw_after or (last and reply.raw_after > sent)
+        ):
+            return
+        if self._openai:
+            self._stream_event(reply.raw_line)
+        else:
+            self._write_chunk(reply.raw_line.encode())
+
     def _end_stream(self) -> None:
         self._start_stream()
         if self._chunked:
@@ -860,7 +884,9 @@ class _Handler(BaseHTTPRequestHandler):
         first_at: int | None = None
         thinking_text: list[str] = []
         content_text: list[str] = []
-        for kind, token in self._paced(plan):
+        for sent, (kind, token) in enumerate(self._paced(plan)):
+            if stream:
+                self._raw_line(reply, sent)
             if first_at is None:
                 first_at = time.perf_counter_ns()
             (thinking_text if kind == "thinking" else content_text).append(token)
@@ -872,6 +898,8 @@ class _Handler(BaseHTTPRequestHandler):
                         model, chat=chat, content=token, thinking=None, done=False
                     )
                 self._stream_line(chunk)
+        if stream:
+            self._raw_line(reply, len(thinking_text) + len(content_text), last=True)
 
         if plan.fault == "drop":
             if stream:
@@ -934,7 +962,9 @@ class _Handler(BaseHTTPRequestHandler):
             "system_fingerprint": "fp_ollama",
         }
         text: dict[str, list[str]] = {"thinking": [], "content": []}
-        for kind, token in self._paced(plan):
+        for sent, (kind, token) in enumerate(self._paced(plan)):
+            if stream:
+                self._raw_line(reply, sent)
             text[kind].append(token)
             if stream:
                 delta = {"role": "assistant", "content": token if kind == "content" else ""}
@@ -942,6 +972,8 @@ class _Handler(BaseHTTPRequestHandler):
                     delta["reasoning"] = token
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 self._stream_event({**head, "choices": [choice]})
+        if stream:
+            self._raw_line(reply, len(text["thinking"]) + len(text["content"]), last=True)
 
         if plan.fault == "drop":
             if stream:
