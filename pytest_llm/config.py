@@ -189,8 +189,17 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     return {"host": normalize_host(host)} if host else {}
 
 
+#: A host name or an IPv4 address (letters, digits, ``.``, ``-``, ``_``), or an IPv6 address.
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
+
+
 def normalize_host(host: str) -> str:
-    """``localhost:11434`` or ``0.0.0.0`` → a URL the clients accept (as Ollama itself does)."""
+    """``localhost:11434`` or ``0.0.0.0`` → a URL the clients accept (as Ollama itself does).
+
+    A value that is no ``http(s)://HOST[:PORT][/PATH]`` URL is a ``ConfigError`` that shows
+    it as given (without credentials) and an example.
+    """
+    given = host
     host = host.strip().rstrip("/")
     bare = "://" not in host
     scheme, _, rest = ("http://" + host if bare else host).partition("://")
@@ -200,15 +209,26 @@ def normalize_host(host: str) -> str:
     if bare and ":" not in hostport.rsplit("]", 1)[-1]:
         hostport += ":11434"
     url = f"{scheme}://{hostport}{slash}{path}"
+
+    def invalid(why: str) -> ConfigError:
+        return ConfigError(
+            f"llm host {public_host(given.strip())!r} is not a valid URL: {why}; expected "
+            "http(s)://HOST[:PORT], e.g. http://127.0.0.1:11434"
+        )
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (parsing the port is the check)
     except ValueError as exc:
-        raise ConfigError(f"llm host {public_host(url)!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"llm host {public_host(url)!r} is not a valid URL: expected http(s)://HOST[:PORT]"
-        )
+        raise invalid(str(exc)) from None
+    if parts.scheme not in ("http", "https"):
+        raise invalid(f"the scheme {parts.scheme!r} is not http or https")
+    if not parts.hostname:
+        raise invalid("it names no host")
+    if not _HOSTNAME.fullmatch(parts.hostname):
+        raise invalid(f"{parts.hostname!r} is not a host name")
+    if any(c.isspace() for c in parts.path):
+        raise invalid(f"its path {parts.path!r} has white space")
     return url
 
 

@@ -28,11 +28,12 @@ from .errors import (
     QualityFailure,
     ScoreTooLow,
 )
+from .messages import build_messages
 from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
 from .scorers import EmbeddingCache
 from .scoring import Score, Scorer, activated, as_result, run_scorer
-from .validation import Check, CheckRejected, Rejected, Schema, format_for, validate
+from .validation import Check, CheckRejected, Rejected, Schema, check_schema, format_for, validate
 
 __all__ = ["Harness", "Prompt"]
 
@@ -289,9 +290,11 @@ class Harness:
         if model is not None:
             overrides["model"] = model
         config = self.config.replace(**overrides) if overrides else self.config
+        messages = build_messages(prompt, system, backend=config.backend)
+        check_schema(schema)  # a broken schema is the test's error, before any call
         return _Call(
             config=config,
-            messages=_messages(prompt, system),
+            messages=messages,
             format=format_for(schema, config.json_mode),
             schema=schema,
             check=check,
@@ -463,21 +466,6 @@ class Harness:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _messages(prompt: Prompt, system: str | None) -> tuple[Mapping[str, Any], ...]:
-    if isinstance(prompt, str):
-        messages: list[Mapping[str, Any]] = [{"role": "user", "content": prompt}]
-    else:
-        messages = [dict(m) for m in prompt]
-        for i, m in enumerate(messages):
-            if "role" not in m or "content" not in m:
-                raise TypeError(f"message {i} needs 'role' and 'content' keys, got {sorted(m)}")
-    if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
-    if not messages:
-        raise ValueError("chat() needs a prompt or at least one message")
-    return tuple(messages)
 
 
 def _identified(completion: Completion, backend: Backend, declared: str | None) -> Completion:

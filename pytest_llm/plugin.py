@@ -85,17 +85,17 @@ _REPORT_OPTIONS = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llm", "testing language model output (pytest-llm)")
-    for name, (suffix, _) in OPTION_FIELDS.items():
+    for name, (suffix, convert) in OPTION_FIELDS.items():
         help_text = _OPTION_HELP[name]
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
-        parser.addini(f"llm_{suffix}", help_text, default=None)
+        parser.addini(f"llm_{suffix}", help_text, type=_ini_type(convert), default=None)
     _add_cassette_and_snapshot_options(parser, group)
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
         if metavar == "PATH":  # pytest resolves an ini path relative to the ini file
             parser.addini(name, f"{help_text}; relative to the ini file", type="paths")
         else:
-            parser.addini(name, help_text, default=None)
+            parser.addini(name, help_text, type=_ini_type(float), default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -350,11 +350,33 @@ def _backend(config: pytest.Config, c: HarnessConfig, cassette: Cassette | None)
     return backend if cassette is None else cassette.wrap(backend)
 
 
+_PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
+
+
+def _ini_type(convert: type) -> Any:
+    """The ``addini`` type of a setting whose values ``convert`` (``str``, ``int``, ``float``).
+
+    pytest 9's native TOML configuration (``[tool.pytest]``) hands over typed values and
+    checks them against this type, so a number must be declared one. pytest >= 9.2 takes
+    ``float | str``: a TOML number, or a string (the classic ini form) that :func:`coerce`
+    converts with an error naming the setting; pytest 8.4 to 9.1 take ``"float"``/``"int"``;
+    older ones (which have no native TOML) strings only.
+    """
+    if convert is str:
+        return None
+    if _PYTEST_VERSION >= (9, 2):
+        return convert | str
+    return convert.__name__ if _PYTEST_VERSION >= (8, 4) else None
+
+
 def _base_settings(config: pytest.Config) -> dict[str, Any]:
     """Settings before markers: option > ini > environment (defaults live in HarnessConfig)."""
     settings: dict[str, Any] = from_environment()
     for name, (suffix, _) in OPTION_FIELDS.items():
-        ini = config.getini(f"llm_{suffix}")
+        try:
+            ini = config.getini(f"llm_{suffix}")
+        except (pytest.UsageError, TypeError, ValueError) as exc:  # pytest's own type check
+            raise ConfigError(f"ini llm_{suffix} is invalid: {exc}") from None
         if ini not in (None, ""):
             settings[name] = coerce(name, ini, f"ini llm_{suffix}")
         option = config.getoption(f"llm_{suffix}")

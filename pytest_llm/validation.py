@@ -32,6 +32,7 @@ __all__ = [
     "CheckRejected",
     "Rejected",
     "Schema",
+    "check_schema",
     "format_for",
     "format_path",
     "validate",
@@ -75,6 +76,13 @@ def format_for(schema: Schema | None, json_mode: bool) -> str | dict[str, Any] |
     raise ConfigError(
         f"schema must be a pydantic model class or a JSON Schema dict, not {type(schema).__name__}"
     )
+
+
+def check_schema(schema: Schema | None) -> None:
+    """Raise ``ConfigError`` before any call when ``schema`` is a dict that is no valid JSON
+    Schema (or cannot be sent as JSON); a pydantic model is checked by pydantic itself."""
+    if isinstance(schema, Mapping):
+        json_schema_validator(schema)
 
 
 @functools.lru_cache(maxsize=256)
@@ -125,7 +133,18 @@ def json_schema_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Val
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise ConfigError(f"the JSON Schema given as schema= is invalid: {exc.message}") from None
+        at = format_path(exc.absolute_path)
+        raise ConfigError(
+            f"schema= is not a valid JSON Schema (Draft 2020-12): at {at}: {exc.message}; "
+            "fix that part, or pass a pydantic model class"
+        ) from None
+    try:
+        json.dumps(schema)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"schema= cannot be sent as JSON: {exc}; a JSON Schema holds only dicts, lists, "
+            "strings, numbers, booleans and None"
+        ) from None
     validator = jsonschema.Draft202012Validator(schema)
     with _validators_lock:
         if len(_validators) > 256:
