@@ -391,10 +391,7 @@ class Harness:
         except Rejected as exc:
             reason = str(exc)
             if completion.truncated:
-                reason += (
-                    f"\n(the output was cut off: it reached max_tokens={cfg.max_tokens} "
-                    "(done_reason='length'); raise max_tokens or ask for a shorter answer)"
-                )
+                reason += "\n" + _cut_off(cfg)
             attempts.append(_attempt(completion, error=reason, rejected="validation"))
             if isinstance(exc, CheckRejected) and not cfg.check_feedback:
                 return _NOT_ACCEPTED + json_only
@@ -466,6 +463,21 @@ class Harness:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _cut_off(cfg: HarnessConfig) -> str:
+    """Why an answer stopped at ``done_reason='length'``: ``max_tokens``, or the server's limit."""
+    if cfg.max_tokens is not None:
+        return (
+            f"(the output was cut off: it reached max_tokens={cfg.max_tokens} "
+            "(done_reason='length'); raise max_tokens or ask for a shorter answer)"
+        )
+    return (
+        "(the output was cut off by the server's own limit (done_reason='length'; max_tokens "
+        "is not set): the model's context window or the server's default answer length, "
+        "e.g. Ollama's num_ctx / num_predict or llama.cpp's --ctx-size / --n-predict; raise "
+        "it on the server or ask for a shorter answer)"
+    )
 
 
 def _identified(completion: Completion, backend: Backend, declared: str | None) -> Completion:

@@ -6,9 +6,11 @@ first line of the message, the number of requests the server saw and a wall-time
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +213,211 @@ def test_a_bad_ini_value_is_a_usage_error_naming_it(
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([shown])
+
+
+# --- item 3: every malformed answer is a named, retryable error -------------------------------
+
+ONE_CHAT = """
+import pytest
+
+@pytest.mark.llm(max_retries=1, retry_delay_seconds=0)
+def test_chat(llm):
+    print("ANSWER", llm.chat("hi").content)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("line", "ollama_says", "openai_says"),
+    [
+        ("[1, 2]", "a stream line is JSON but not an object (a list)",
+         "a stream event is JSON but not an object: '[1, 2]'"),
+        ('"text"', "a stream line is JSON but not an object (a str)",
+         "a stream event is JSON but not an object: '\"text\"'"),
+        ("{not json", "a stream line is not JSON (Expecting property name enclosed in double*",
+         "it is not JSON (Expecting property name enclosed in double quotes): '{not json'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_stream_line_is_a_retried_response_error(
+    pytester: pytest.Pytester,
+    fake: FakeOllama,
+    backend: str,
+    line: str,
+    ollama_says: str,
+    openai_says: str,
+) -> None:
+    pytester.makepyfile(ONE_CHAT)
+    fake.script(Reply(content="a b c", raw_line=line, raw_after=1))
+    result = run(pytester, backend, fake.url)
+    result.assert_outcomes(errors=1)
+    says = ollama_says if backend == "ollama" else openai_says
+    result.stdout.fnmatch_lines(
+        [
+            f"BackendResponseError: {server_name(fake, backend)} sent a "
+            f"malformed answer for 'llama3.2': {says.replace('[', '[[]')}*"
+            "(gave up after 2 attempt(s))*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*AttributeError*")
+    assert len(chats(fake)) == 2  # retried once, as a transport fault
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_malformed_line_then_a_good_answer_passes(
+    pytester: pytest.Pytester, fake: FakeOllama, backend: str
+) -> None:
+    pytester.makepyfile(ONE_CHAT)
+    fake.script([Reply(content="a b", raw_line="[1, 2]", raw_after=0), "fine"])
+    result = run(pytester, backend, fake.url, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ANSWER fine"])
+    assert len(chats(fake)) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_server_side_length_stop_names_the_servers_limit(
+    pytester: pytest.Pytester, fake: FakeOllama, backend: str
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(max_retries=0)
+        def test_cut(llm):
+            llm.chat("json please", json_mode=True)
+        """
+    )
+    fake.script(Reply(content='{"a": "many words', done_reason="length"))
+    result = run(pytester, backend, fake.url)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*OutputInvalid: the output of llama3.2 was rejected in all 1 attempt(s)",
+            "*(the output was cut off by the server's own limit (done_reason='length'; "
+            "max_tokens is not set): the model's context window*num_ctx / num_predict*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*max_tokens=None*")
+    assert len(chats(fake)) == 1
+
+
+def _interrupting(fake: FakeOllama) -> Reply | str:
+    """As llama-cpp-python's server: a stream ends with [DONE] and no finish_reason when
+    another request arrives while it runs (here: when one is in flight as it starts)."""
+    if fake.in_flight:
+        return Reply(content="half an answer", raw_line="[DONE]", raw_after=1)
+    return Reply(content="a whole answer", token_delay=0.05)
+
+
+def test_an_interrupting_server_is_served_one_request_at_a_time(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm(max_retries=2, retry_delay_seconds=0.1, concurrency=4)
+        def test_map(llm):
+            results = llm.map([f"prompt {i}" for i in range(4)])
+            print("ANSWERS", sorted({r.content for r in results}))
+        """
+    )
+    fake.script(lambda request: _interrupting(fake))
+    result = run(pytester, "openai", fake.url, "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ANSWERS [[]'a whole answer']"])
+    assert 4 < len(chats(fake)) <= 12  # interrupted answers retried, within the retries
+
+
+def test_an_interrupted_answer_names_the_servers_flag(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    pytester.makepyfile(ONE_CHAT.replace("max_retries=1", "max_retries=0"))
+    fake.script(Reply(content="half an answer", raw_line="[DONE]", raw_after=1))
+    result = run(pytester, "openai", fake.url)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"BackendResponseError: {fake.url}/v1 ended the answer of "
+            "'llama3.2' without a finish_reason (the server interrupted it, e.g. "
+            "llama-cpp-python's server does when another request arrives unless started with "
+            "--interrupt_requests False;*"
+        ]
+    )
+    assert len(chats(fake)) == 1
+
+
+# --- item 5: hosts and credentials ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1", "/api"])
+def test_an_ollama_host_with_a_path_says_the_api_is_missing(
+    pytester: pytest.Pytester, fake: FakeOllama, path: str
+) -> None:
+    pytester.makepyfile(ONE_CHAT)
+    result = run(pytester, "ollama", fake.url + path)
+    result.assert_outcomes(errors=1)
+    hint = " (its OpenAI-compatible API under /v1 is --llm-backend=openai)" if path == "/v1" else ""
+    result.stdout.fnmatch_lines(
+        [
+            f"BackendResponseError: there is no Ollama API at "
+            f"{fake.url}{path} (404: *): the host must be the server's root URL, {fake.url}, "
+            f"without the path '{path}'{hint} (test_*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*ollama pull*")
+    assert [r.path for r in fake.requests] == [f"{path}/api/chat"]  # not retried
+
+
+SECRET = "s3cr%2Ft"  # percent-encoded in the URL: the password is "s3cr/t"
+KEY = "sk-planted-key-0451"
+
+
+def _secrets_in(root: Path) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode(errors="replace")
+            found += [f"{path.name}: {s}" for s in ("s3cr", KEY) if s in text]
+    return found
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_url_credentials_are_basic_auth_and_win_over_the_key(
+    pytester: pytest.Pytester, fake: FakeOllama, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    pytester.makepyfile(ONE_CHAT)
+    host = fake.url.replace("http://", f"http://alice:{SECRET}@")
+    result = run(
+        pytester, backend, host, "-s", "--llm-record-mode=all", "--llm-report=run.json",
+        "--llm-html=run.html", "--junitxml=junit.xml",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    basic = "Basic " + base64.b64encode(b"alice:s3cr/t").decode()
+    assert [r.headers.get("authorization") for r in chats(fake)] == [basic]
+    assert json.loads((pytester.path / "run.json").read_text())  # the report was written
+    assert _secrets_in(pytester.path) == []
+    output = result.stdout.str() + result.stderr.str()
+    assert "s3cr" not in output and KEY not in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refused_url_credentials_are_named_without_showing_them(
+    pytester: pytest.Pytester, fake: FakeOllama, backend: str
+) -> None:
+    pytester.makepyfile(ONE_CHAT)
+    fake.script(Reply(status=401))
+    host = fake.url.replace("http://", f"http://alice:{SECRET}@")
+    result = run(pytester, backend, host)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"BackendAuthError: {server_name(fake, backend)} refused the "
+            "request (401): *; the credentials in the host URL were sent (HTTP Basic auth, in "
+            "place of $O*_API_KEY): check them*"
+        ]
+    )
+    assert "s3cr" not in result.stdout.str() + result.stderr.str()
+    assert len(chats(fake)) == 1  # an auth error is not retried

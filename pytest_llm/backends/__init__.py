@@ -8,12 +8,14 @@ module registered in ``_FACTORIES``.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import unquote, urlsplit
 
 from ..errors import (
     BackendAuthError,
@@ -91,6 +93,31 @@ def model_identity(backend: Backend, model: str, declared: str | None = None) ->
     if declared is None:
         return served
     return f"{served} version={declared}" if served else f"version={declared}"
+
+
+def authorization(url: str, key: str) -> dict[str, str]:
+    """The ``Authorization`` header for the server at ``url``: every backend does the same.
+
+    Credentials in the URL (``http://user:secret@host``) are sent as HTTP Basic auth and win
+    over an API ``key`` (they were given for this one server); else a ``key`` is sent as a
+    bearer token. The URL itself goes to the client without them (see ``public_host``).
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def key_advice(url: str, key_env: str, key_set: bool) -> str:
+    """Where the credentials a server refused (401, 403) came from, and how to fix them."""
+    if authorization(url, "") != {}:
+        return (
+            "the credentials in the host URL were sent (HTTP Basic auth, in place of "
+            f"${key_env}): check them"
+        )
+    hint = f"${key_env}: check its value" if key_set else f"${key_env}, which is not set: set it"
+    return f"the API key comes from {hint}, or name another variable with --llm-api-key-env"
 
 
 def timeout_message(model: str, host: str, timeout_seconds: float) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import ollama
@@ -14,7 +17,7 @@ import ollama
 from ..config import public_host
 from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
-from . import ChatRequest, Deadline, status_error, timeout_message
+from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
 
 __all__ = ["OllamaBackend"]
 
@@ -22,6 +25,12 @@ _NS_PER_MS = 1_000_000
 #: What the ollama client raises: HTTP errors, refused connections (builtin ConnectionError
 #: when not streaming), httpx transport errors and timeouts, and a garbled stream (ValueError).
 _CLIENT_ERRORS = (ollama.ResponseError, httpx.HTTPError, ConnectionError, ValueError)
+
+T = TypeVar("T")
+
+
+class _Malformed(ValueError):
+    """A stream line the client could not read as a chunk (not JSON, not an object, …)."""
 
 
 class OllamaBackend:
@@ -32,13 +41,14 @@ class OllamaBackend:
     def __init__(
         self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
     ) -> None:
-        self.host = public_host(host)  # for messages: credentials stay with the client
+        self.host = public_host(host)  # credentials go in the Authorization header only
         self.timeout_seconds = timeout_seconds
-        # the client itself sends $OLLAMA_API_KEY; another variable is sent the same way
         self.api_key_env = api_key_env or "OLLAMA_API_KEY"
-        key = os.environ.get(self.api_key_env, "").strip() if api_key_env else ""
-        headers = {"Authorization": f"Bearer {key}"} if key else None
-        self._client = ollama.Client(host=host, timeout=timeout_seconds, headers=headers)
+        key = os.environ.get(self.api_key_env, "").strip()
+        self._key_advice = key_advice(host, self.api_key_env, bool(key))
+        self._client = ollama.Client(
+            host=self.host, timeout=timeout_seconds, headers=authorization(host, key) or None
+        )
         self._digests: dict[str, str] | None = None
         self._digests_lock = threading.Lock()
 
@@ -64,7 +74,7 @@ class OllamaBackend:
                 keep_alive=request.keep_alive,
             )
             with closing(stream):
-                for chunk in deadline.within(stream):
+                for chunk in deadline.within(_chunks(stream)):
                     message = chunk.message
                     if message.content:
                         parts.append(message.content)
@@ -134,20 +144,24 @@ class OllamaBackend:
 
     def _convert(self, exc: Exception, model: str) -> BackendError:
         """Map ``ollama``/``httpx`` exceptions to ours: the single place that knows them."""
+        if isinstance(exc, _Malformed):
+            return BackendResponseError(
+                f"Ollama at {self.host} sent a malformed answer for {model!r}: {exc}"
+            )
         if isinstance(exc, ollama.ResponseError):
             text = str(exc.error)
+            status = None if exc.status_code == -1 else exc.status_code  # -1: mid-stream
+            if status == 404 and not _says_model_missing(text):
+                return self._no_api(text)
             return status_error(
-                None if exc.status_code == -1 else exc.status_code,  # -1: mid-stream
+                status,
                 text,
                 server=f"Ollama at {self.host}",
                 model=model,
-                key_advice=f"check ${self.api_key_env} (or name another variable with "
-                "--llm-api-key-env)",
+                key_advice=self._key_advice,
                 model_missing=(
                     f"model {model!r} is not available at {self.host}: "
                     f"run `ollama pull {model}` (server said: {text})"
-                    if "not found" in text
-                    else None
                 ),
             )
         if isinstance(exc, httpx.TimeoutException):
@@ -157,7 +171,68 @@ class OllamaBackend:
                 f"Ollama is not reachable at {self.host}: start it with `ollama serve`, "
                 "or point OLLAMA_HOST / --llm-host at a running server"
             )
+        if isinstance(exc, ValueError):  # the client would not build the request
+            error = BackendResponseError(
+                f"the ollama client could not send the request for {model!r}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.retryable = False
+            return error
         return BackendResponseError(
             f"the connection to Ollama at {self.host} broke during the answer of "
             f"{model!r}: {type(exc).__name__}: {exc}"
         )
+
+    def _no_api(self, text: str) -> BackendError:
+        """A 404 that is not about a model: the URL does not lead to Ollama's API."""
+        parts = urlsplit(self.host)
+        if parts.path:
+            fix = (
+                f"the host must be the server's root URL, {parts.scheme}://{parts.netloc}, "
+                f"without the path {parts.path!r}"
+            )
+            if parts.path.rstrip("/").endswith("/v1"):
+                fix += " (its OpenAI-compatible API under /v1 is --llm-backend=openai)"
+        else:
+            fix = "is it an Ollama server? For an OpenAI-compatible one use --llm-backend=openai"
+        error = BackendResponseError(
+            f"there is no Ollama API at {self.host} (404: {text}): {fix}", status_code=404
+        )
+        error.retryable = False
+        return error
+
+
+def _says_model_missing(text: str) -> bool:
+    """Ollama's 404 about a model (``model "x" not found, try pulling it first``), not the
+    404 of a path that does not exist (``404 page not found``)."""
+    lower = text.lower()
+    return "model" in lower and "not found" in lower and "page not found" not in lower
+
+
+_NOT_AN_OBJECT = re.compile(r"'(\w+)' object has no attribute")
+
+
+def _chunks(stream: Iterable[T]) -> Iterator[T]:
+    """The chunks of ``stream``; a line the client cannot read as one is ``_Malformed``.
+
+    The client parses each line itself and trips over one that is JSON but no object
+    (``[1, 2]``: ``AttributeError``) or not JSON (``JSONDecodeError``), or has the wrong
+    shape (pydantic's ``ValidationError``): only errors raised while it reads are caught.
+    """
+    iterator = iter(stream)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        except (AttributeError, TypeError, ValueError) as exc:
+            kind = _NOT_AN_OBJECT.match(str(exc))
+            if kind is not None:
+                what = f"a stream line is JSON but not an object (a {kind.group(1)})"
+            elif isinstance(exc, json.JSONDecodeError):
+                what = f"a stream line is not JSON ({exc.msg})"
+            else:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                what = f"a stream line is not a chunk: {type(exc).__name__}: {first}"
+            raise _Malformed(what) from exc
+        yield chunk

@@ -44,7 +44,7 @@ import httpx
 from ..config import public_host
 from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
-from . import ChatRequest, Deadline, status_error, timeout_message
+from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
@@ -84,16 +84,20 @@ class OpenAIBackend:
     def __init__(
         self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
     ) -> None:
-        base_url = _base_url(host)
-        self.host = public_host(base_url)  # for messages: credentials stay with the client
+        self.host = public_host(_base_url(host))  # credentials go in the header only
         self.timeout_seconds = timeout_seconds
         self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
         key = os.environ.get(self.api_key_env, "").strip()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._has_key = bool(key)
+        self._key_advice = key_advice(host, self.api_key_env, bool(key))
         self._client = httpx.Client(
-            base_url=base_url + "/", timeout=httpx.Timeout(timeout_seconds), headers=headers
+            base_url=self.host + "/",
+            timeout=httpx.Timeout(timeout_seconds),
+            headers=authorization(host, key),
         )
+        #: Set once the server interrupted an answer for another request (llama-cpp-python):
+        #: from then on this process sends it one chat at a time.
+        self.one_at_a_time = False
+        self._turn = threading.Lock()
         #: The first of SCHEMA_STYLES this server accepted: later calls start there.
         self.schema_style = SCHEMA_STYLES[0]
         self._identities: dict[str, str] | None = None
@@ -186,7 +190,16 @@ class OpenAIBackend:
     # --- the answer ------------------------------------------------------------------------
 
     def _chat_in_style(self, request: ChatRequest, schema_style: str | None) -> Completion:
-        completion = self._stream(request.model, self._body(request, schema_style))
+        body = self._body(request, schema_style)
+        if self.one_at_a_time:
+            if not self._turn.acquire(timeout=self.timeout_seconds):
+                raise BackendTimeout(self._timeout_message(request.model) + " (waiting for a turn)")
+            try:
+                completion = self._stream(request.model, body)
+            finally:
+                self._turn.release()
+        else:
+            completion = self._stream(request.model, body)
         if schema_style is not None:
             self.schema_style = schema_style
         return completion
@@ -210,7 +223,7 @@ class OpenAIBackend:
                     break
                 event = json.loads(data)
                 if not isinstance(event, dict):
-                    raise ValueError(f"a stream event is not a JSON object: {data[:80]!r}")
+                    raise ValueError(f"a stream event is JSON but not an object: {data[:80]!r}")
                 if "error" in event:
                     raise _StreamError(_error_message(event))
                 for choice in _shaped(event.get("choices") or [], list, "its choices", data):
@@ -228,11 +241,14 @@ class OpenAIBackend:
                 usage = _shaped(event.get("usage") or usage, dict, "its usage", data)
         duration_ms = deadline.elapsed_ms()
         if finish_reason is None:  # cut off: [DONE] alone is not a finished answer
+            self.one_at_a_time = self.one_at_a_time or done  # interrupted: retried in turn
             raise BackendResponseError(
                 f"{self.host} ended the answer of {model!r} without a finish_reason"
                 + (
-                    " (the server interrupted it, e.g. llama.cpp's server does when another"
-                    " request arrives unless started with --interrupt_requests False)"
+                    " (the server interrupted it, e.g. llama-cpp-python's server does when"
+                    " another request arrives unless started with --interrupt_requests False;"
+                    " this process now sends it one request at a time, other processes such"
+                    " as pytest-xdist workers can still interrupt it)"
                     if done
                     else " or [DONE]"
                 )
@@ -263,17 +279,12 @@ class OpenAIBackend:
         if isinstance(exc, _HTTPStatusError | _StreamError):
             status = exc.status if isinstance(exc, _HTTPStatusError) else None  # None: mid-stream
             text = str(exc)
-            key = f"${self.api_key_env}"
-            hint = (
-                f"{key}: check its value" if self._has_key else f"{key}, which is not set: set it"
-            )
             return status_error(
                 status,
                 text,
                 server=self.host,
                 model=model,
-                key_advice=f"the API key comes from {hint}, or name another variable with "
-                "--llm-api-key-env",
+                key_advice=self._key_advice,
                 model_missing=(
                     f"model {model!r} is not served at {self.host} (server said: {text}); "
                     f"check the name against GET {self.host}/models, and that the URL is the "
@@ -287,6 +298,16 @@ class OpenAIBackend:
                 f"nothing answers at {self.host}: start the OpenAI-compatible server "
                 "(vLLM, llama.cpp, LM Studio, `ollama serve`), or point --llm-host at its "
                 "base URL"
+            )
+        if isinstance(exc, json.JSONDecodeError):
+            return BackendResponseError(
+                f"{self.host} sent a malformed answer for {model!r}: it is not JSON "
+                f"({exc.msg}): {exc.doc[:80]!r}"
+            )
+        if isinstance(exc, ValueError | KeyError | TypeError):  # ValueError: ours, say it
+            what = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+            return BackendResponseError(
+                f"{self.host} sent a malformed answer for {model!r}: {what}"
             )
         return BackendResponseError(
             f"the connection to {self.host} broke during the answer of {model!r}: "
