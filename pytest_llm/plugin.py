@@ -29,6 +29,7 @@ from .config import (
 )
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .harness import Harness
+from .junit import JUnitErrors
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
@@ -125,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[CASSETTES_KEY], filtered=_filtered(config), worker=worker
     )
     config.pluginmanager.register(cassettes, "llm-cassettes")
+    config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(
             XdistHooks(config.stash[RECORDER_KEY], cassettes), "llm-xdist"

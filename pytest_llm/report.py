@@ -131,7 +131,9 @@ __all__ = [
     "build_report",
     "error_info",
     "load_report",
+    "markdown_code",
     "markdown_summary",
+    "markdown_text",
     "reask_lines",
     "reask_mark",
     "sampling_lines",
@@ -889,9 +891,26 @@ def summary_lines(
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def row(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(markdown_text(c) for c in cells) + " |"
 
     return "\n".join([row(header), row(["---"] * len(header)), *map(row, rows)]) + "\n"
+
+
+#: What makes tags, entities, links, images, code spans or table cells in GitHub's Markdown.
+_MARKDOWN_SPECIAL = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;"} | {c: f"\\{c}" for c in "\\`[]|"}
+)
+
+
+def markdown_text(text: object) -> str:
+    """``text`` (a test id, a model name, a host, a message) shown as itself in Markdown
+    text: one line, and no tag, image, link, code span or table cell comes out of it."""
+    return " ".join(str(text).splitlines()).translate(_MARKDOWN_SPECIAL)
+
+
+def markdown_code(text: object) -> str:
+    """``text`` in monospace, as :func:`markdown_text` (``<code>`` reads Markdown inside)."""
+    return f"<code>{markdown_text(text)}</code>"
 
 
 def model_time(totals: Mapping[str, Any], run: Mapping[str, Any]) -> str:
@@ -916,18 +935,20 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         f"{totals['calls']} calls, {totals['tokens_in']} tokens in, {totals['tokens_out']} "
         f"tokens out. {model_time(totals, run).capitalize()} ({parallelism(totals)}).\n",
     ]
-    parts += [f"\n**{line}**\n" for line in down_lines(doc)]
+    parts += [f"\n**{markdown_text(line)}**\n" for line in down_lines(doc)]
     reasked = [(t["nodeid"], reask_mark(t)) for t in doc["tests"]]
-    items = "".join(f"- `{nodeid}`: {mark}\n" for nodeid, mark in reasked if mark)
+    items = "".join(
+        f"- {markdown_code(nodeid)}: {markdown_text(mark)}\n" for nodeid, mark in reasked if mark
+    )
     if items:
         parts.append(f"\nAccepted only after re-asks:\n\n{items}")
     if comparison is not None:
-        parts.append(f"\n### {gate_title(comparison)}\n\n")
+        parts.append(f"\n### {markdown_text(gate_title(comparison))}\n\n")
         if comparison.regressions:
             parts.append(_markdown_table(*regression_rows(comparison)))
         for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
             if ids:
-                items = "".join(f"- `{nodeid}`\n" for nodeid in ids)
+                items = "".join(f"- {markdown_code(nodeid)}\n" for nodeid in ids)
                 parts.append(
                     f"\n<details><summary>{title} ({len(ids)})</summary>\n\n{items}\n</details>\n"
                 )

@@ -148,4 +148,4 @@ def test_a_pass_after_re_asks_is_marked_in_the_summary_and_the_reports(
     assert tests["test_re_asked"]["llm"][0]["reasks"] == 2
     assert doc["totals"]["reasks"] == 2
     assert "passed after 2 re-asks" in html.read_text()
-    assert "test_re_asked`: passed after 2 re-asks" in step_summary.read_text()
+    assert "test_re_asked</code>: passed after 2 re-asks" in step_summary.read_text()
