@@ -52,6 +52,7 @@ import pytest
 
 from ._files import write_text_atomic
 from .backends import Backend, ChatRequest, model_identity
+from .config import ini_path
 from .errors import CassetteError, ConfigError
 from .result import Completion
 
@@ -105,10 +106,7 @@ class CassetteSettings:
         """Option > ini > ``off``; an ini directory is relative to the ini file."""
         mode = config.getoption("llm_record_mode") or config.getini("llm_record_mode") or "off"
         option_dir: str | None = config.getoption("llm_cassette_dir")
-        ini_dirs: list[Path] = config.getini("llm_cassette_dir")
-        if len(ini_dirs) > 1:
-            raise ConfigError(f"ini llm_cassette_dir takes one directory, got {len(ini_dirs)}")
-        directory = ini_dirs[0] if ini_dirs else None
+        directory = ini_path(config, "llm_cassette_dir", "directory")
         command: tuple[str, ...] = ()
         if option_dir:
             directory = Path(config.invocation_params.dir, option_dir)

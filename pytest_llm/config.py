@@ -10,13 +10,18 @@ import dataclasses
 import math
 import os
 import re
+import shlex
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = [
     "DEFAULT_HOST",
@@ -263,6 +268,26 @@ def public_host(url: str) -> str:
         return url
     netloc, slash, path = rest.partition("/")
     return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def ini_path(config: pytest.Config, name: str, what: str = "file path") -> Path | None:
+    """The one path of ini setting ``name``, relative to the ini file (or, without one, to
+    the invocation directory); ``None`` when it is not set.
+
+    Declared as a string, so that pytest 9's native TOML takes ``llm_report = "run.json"``
+    as the classic ini form does. The value is one shell word, as pytest's ``paths``:
+    quote a path with spaces (``llm_report = "my reports/run.json"`` in an ini file).
+    """
+    raw = config.getini(name)
+    words = [str(w) for w in raw] if isinstance(raw, list) else shlex.split(str(raw or ""))
+    if len(words) > 1:
+        raise ConfigError(
+            f"ini {name} takes one {what}, got {len(words)}: quote a path with spaces"
+        )
+    if not words or not words[0].strip():
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.invocation_params.dir
+    return base / Path(words[0]).expanduser()
 
 
 def coerce(name: str, raw: Any, source: str) -> Any:

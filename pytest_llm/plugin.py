@@ -93,8 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _add_cassette_and_snapshot_options(parser, group)
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
-        if metavar == "PATH":  # pytest resolves an ini path relative to the ini file
-            parser.addini(name, f"{help_text}; relative to the ini file", type="paths")
+        if metavar == "PATH":  # a string, relative to the ini file (config.ini_path)
+            parser.addini(name, f"{help_text}; relative to the ini file")
         else:
             parser.addini(name, help_text, type=_ini_type(float), default=None)
 
@@ -336,7 +336,7 @@ def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> Non
         help="delete cassette recordings and files that no test of the run used "
         "(after a run of the whole suite without failures)",
     )
-    parser.addini("llm_cassette_dir", help_dir + "; relative to the ini file", type="paths")
+    parser.addini("llm_cassette_dir", help_dir + "; relative to the ini file")
     parser.addini(
         "llm_snapshot_mode", "llm_snapshot comparison: exact, lexical, embedding or structure"
     )

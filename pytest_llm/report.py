@@ -119,7 +119,7 @@ import pytest
 from ._files import write_text_atomic
 from .backends import BackendPool
 from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
-from .config import HarnessConfig, public_host
+from .config import HarnessConfig, ini_path, public_host
 from .errors import BackendUnreachable, ConfigError, LLMError
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import describe
@@ -173,14 +173,10 @@ class ReportOptions:
                 found = config.invocation_params.dir / Path(option).expanduser()
                 source = f"--{name.replace('_', '-')}={option!r}"
             else:
-                ini: list[Path] = config.getini(name)
-                if not ini:
+                ini = ini_path(config, name)
+                if ini is None:
                     return None
-                if len(ini) > 1:
-                    raise ConfigError(
-                        f"ini {name} takes one file path, got {len(ini)}: quote a path with spaces"
-                    )
-                found, source = ini[0], f"ini {name}={str(ini[0])!r}"
+                found, source = ini, f"ini {name}={str(ini)!r}"
             if found.is_dir():
                 raise ConfigError(f"{source} is a directory: give a file path")
             return found

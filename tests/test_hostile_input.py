@@ -187,6 +187,27 @@ def test_native_toml_config_takes_numbers_written_as_strings(pytester: pytest.Py
     result.stdout.fnmatch_lines(["*CONFIG 2.5 3 42 None llama3.2"])
 
 
+def test_native_toml_config_takes_paths_as_strings(
+    pytester: pytest.Pytester, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.pytest]
+        llm_host = "{fake.url}"
+        llm_report = "reports/run.json"
+        llm_record_mode = "all"
+        llm_cassette_dir = "tapes"
+        llm_max_latency_factor = 3
+        """
+    )
+    pytester.makepyfile("def test_one(llm):\n    llm.chat('hi')\n")
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))  # ini paths are relative to the ini file
+    result = pytester.runpytest(str(pytester.path), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "reports" / "run.json").read_text())["totals"]["calls"] == 1
+    assert any(path.is_file() for path in (pytester.path / "tapes").rglob("*"))
+
+
 def test_classic_ini_values_still_work(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nllm_timeout = 30\nllm_retries = 1\nllm_min_score = 0.5\n")
     pytester.makepyfile(SHOW_CONFIG)
@@ -345,6 +366,21 @@ def test_an_interrupted_answer_names_the_servers_flag(
         ]
     )
     assert len(chats(fake)) == 1
+
+
+def test_a_request_the_ollama_client_refuses_is_not_retried(fake: FakeOllama) -> None:
+    from pytest_llm.backends import ChatRequest
+    from pytest_llm.backends.ollama import OllamaBackend
+    from pytest_llm.errors import BackendResponseError
+
+    backend = OllamaBackend(host=fake.url, timeout_seconds=5)  # below the harness's check
+    with pytest.raises(BackendResponseError) as info:
+        backend.chat(ChatRequest(model="llama3.2", messages=[{"role": "user", "content": 5}]))
+    assert str(info.value).startswith(
+        "the ollama client could not send the request for 'llama3.2': ValidationError"
+    )
+    assert not info.value.retryable and fake.requests == []
+    backend.close()
 
 
 # --- item 5: hosts and credentials ------------------------------------------------------------
