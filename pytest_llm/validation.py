@@ -41,7 +41,9 @@ __all__ = [
 Schema: TypeAlias = "type[BaseModel] | Mapping[str, Any]"
 Check: TypeAlias = Callable[[Any], object]
 
-_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?```", re.DOTALL)
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?")
+#: Closing fences tried for one opening (a JSON string may hold a fence of its own).
+_FENCE_ENDS = 20
 
 
 class Rejected(Exception):
@@ -103,16 +105,24 @@ def format_path(parts: Iterable[str | int]) -> str:
 
 
 def parse_json(text: str) -> Any:
-    """Parse ``text`` as JSON, accepting a single fenced code block around it."""
+    """Parse ``text`` as JSON, accepting a single fenced code block around it.
+
+    The block ends at the first closing fence after which it is JSON: a string in the
+    JSON may hold a fence too (``{"code": "```py\\n...```"}``).
+    """
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         match = _FENCE.search(text)
-        if match:
+        start = match.end() if match else -1
+        end = text.find("```", start) if match else -1
+        for _ in range(_FENCE_ENDS):
+            if end < 0:
+                break
             try:
-                return json.loads(match.group(1))
+                return json.loads(text[start:end])
             except json.JSONDecodeError:
-                pass
+                end = text.find("```", end + 3)
         shown = text if len(text) <= 80 else text[:77] + "..."
         raise Rejected(
             f"the output is not valid JSON ({exc.msg} at char {exc.pos}): {shown!r}"
