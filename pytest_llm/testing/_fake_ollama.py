@@ -46,7 +46,6 @@ the SSE event) until the client hangs up or the server stops; ``retry_after`` ad
 ``Retry-After`` header to a scripted ``status`` (a number is sent as seconds, a ``str`` as
 given, e.g. an HTTP date). All three work on both the Ollama and the ``/v1`` routes.
 
-
 Endpoints: ``POST /api/chat``, ``POST /api/generate``, ``POST /api/embed``,
 ``POST /api/embeddings`` (legacy), ``POST /api/show``, ``GET /api/tags``, ``GET /api/ps``,
 ``GET /api/version``, ``GET /`` (and ``HEAD`` for every ``GET`` route). Anything else is a 404
@@ -141,8 +140,10 @@ class Reply:
 
     ``content`` (and ``thinking``, sent before it) is split into word-sized tokens (each with its
     leading whitespace) and each token is one streamed chunk. Faults take precedence in this
-    order: ``hang``, ``status``, then whichever of ``error_after`` / ``drop_after`` comes first
-    (counted in chunks, thinking chunks included).
+    order: ``hang``, ``status``, then whichever of ``error_after`` / ``drop_after`` /
+    ``endless_after`` comes first (counted in chunks, thinking chunks included). ``drip``
+    (seconds between the bytes of a stream) and ``retry_after`` (the ``Retry-After`` of a
+    ``status``) are described in the module docstring.
     """
 
     content: str = ""
@@ -160,15 +161,20 @@ class Reply:
     hang: bool = False
     first_token_delay: float | None = None
     token_delay: float | None = None
+    drip: float | None = None
+    endless_after: int | None = None
+    retry_after: float | str | None = None
 
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError(f"Reply.status must be an HTTP error status, got {self.status}")
-        for name in ("tokens_in", "tokens_out", "error_after", "drop_after", "raw_after"):
+        for name in (
+            "tokens_in", "tokens_out", "error_after", "drop_after", "raw_after", "endless_after"
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Reply.{name} must be >= 0, got {value}")
-        for name in ("load_ms", "first_token_delay", "token_delay"):
+        for name in ("load_ms", "first_token_delay", "token_delay", "drip"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"Reply.{name} must be >= 0, got {value}")
@@ -391,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     _chunked = False
     _headers_sent = False
+    _drip: float | None = None  # the reply's Reply.drip: seconds between the bytes of a stream
     _openai = False  # the request is under /v1: OpenAI's wire format (SSE, error shape)
 
     @property
@@ -452,6 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._headers_sent = False
+        self._drip = None
         self._chunked = self.request_version == "HTTP/1.1"
         path = urlsplit(self.path).path
         self._openai = path.startswith("/v1/")
@@ -513,22 +521,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- writing
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+    def _send_bytes(
+        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] = {}
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self._headers_sent = True
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _send_json(self, status: int, obj: object) -> None:
+    def _send_json(self, status: int, obj: object, headers: Mapping[str, str] = {}) -> None:
         data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        self._send_bytes(status, data, "application/json; charset=utf-8")
+        self._send_bytes(status, data, "application/json; charset=utf-8", headers)
 
-    def _send_error_json(self, status: int, error: str | None) -> None:
+    def _send_error_json(
+        self, status: int, error: str | None, headers: Mapping[str, str] = {}
+    ) -> None:
         text = error or _DEFAULT_STATUS_ERRORS.get(status) or HTTPStatus(status).phrase.lower()
-        self._send_json(status, self._error_body(status, text))
+        self._send_json(status, self._error_body(status, text), headers)
 
     def _error_body(self, status: int, text: str) -> dict[str, Any]:
         """``{"error": text}``; under ``/v1`` the OpenAI shape, as Ollama's ``/v1`` sends it."""
@@ -562,9 +576,29 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_chunk(self, data: bytes, end: bytes = b"\n") -> None:
         self._start_stream()
         data += end
+        if self._drip is not None:  # one byte at a time: each its own chunk, then a pause
+            for i in range(len(data)):
+                if i:
+                    self._sleep(self._drip)
+                self._write_raw(data[i : i + 1])
+            return
+        self._write_raw(data)
+
+    def _write_raw(self, data: bytes) -> None:
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         self.wfile.write(data)
+
+    def _endless_line(self, model: str) -> None:
+        """A stream line that never ends (Reply.endless_after): its text grows by one byte
+        every ``drip`` seconds (0.05 s by default) until the client hangs up or we stop."""
+        self._start_stream()
+        head = {"model": model, "message": {"role": "assistant", "content": ""}}
+        start = json.dumps(head, separators=(",", ":"))[: -len('""}}')] + '"'
+        self._write_raw((b"data: " if self._openai else b"") + start.encode())
+        while True:
+            self._sleep(self._drip if self._drip is not None else _POLL)
+            self._write_raw(b"x")
 
     def _raw_line(self, reply: Reply, sent: int, *, last: bool = False) -> None:
         """The scripted ``raw_line``, verbatim, when ``sent`` chunks are out and it goes there
@@ -833,8 +867,13 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                 raise _Abort
         if reply.status is not None:
-            self._send_error_json(reply.status, reply.error)
+            retry_after = reply.retry_after
+            if isinstance(retry_after, int | float):
+                retry_after = f"{retry_after:g}"
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            self._send_error_json(reply.status, reply.error, headers)
             return None
+        self._drip = reply.drip
         return reply
 
     def _plan(self, reply: Reply, *, think: bool, limit: object) -> _Plan:
@@ -850,6 +889,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault, cut = "error", min(reply.error_after, len(tokens))
         if reply.drop_after is not None and (fault is None or reply.drop_after < cut):
             fault, cut = "drop", min(reply.drop_after, len(tokens))
+        if reply.endless_after is not None and (fault is None or reply.endless_after < cut):
+            fault, cut = "endless", min(reply.endless_after, len(tokens))
         fake = self.fake
         return _Plan(
             tokens=tokens,
@@ -901,6 +942,8 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             self._raw_line(reply, len(thinking_text) + len(content_text), last=True)
 
+        if plan.fault == "endless" and stream:
+            self._endless_line(model)
         if plan.fault == "drop":
             if stream:
                 self._start_stream()
@@ -975,6 +1018,8 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             self._raw_line(reply, len(text["thinking"]) + len(text["content"]), last=True)
 
+        if plan.fault == "endless" and stream:
+            self._endless_line(model)
         if plan.fault == "drop":
             if stream:
                 self._start_stream()
@@ -1015,7 +1060,7 @@ class _Plan:
 
     tokens: list[tuple[str, str]]  # (kind, text); kind is "thinking" or "content"
     done_reason: str
-    fault: str | None  # "error", "drop" or None
+    fault: str | None  # "error", "drop", "endless" or None
     cut: int  # how many chunks go out before the fault
     first_delay: float
     token_delay: float
