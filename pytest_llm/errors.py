@@ -101,6 +101,10 @@ class BackendResponseError(BackendError):
 class BackendBusy(BackendResponseError):
     """The server is overloaded (HTTP 429 or 503); worth retrying after a pause."""
 
+    #: Seconds the server asked to wait (its ``Retry-After``), when it said; the harness
+    #: pauses at least that long before the next attempt.
+    retry_after: float | None = None
+
 
 class CassetteError(LLMError):
     """A cassette is missing in replay-only mode, cannot be parsed, or cannot be written."""

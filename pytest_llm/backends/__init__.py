@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import (
@@ -22,17 +21,16 @@ from ..errors import (
     BackendBusy,
     BackendError,
     BackendResponseError,
-    BackendTimeout,
     ModelNotFound,
 )
 from ..result import Completion
+from .deadline import Deadline as Deadline  # re-exported: what each backend reads within
+from .deadline import timeout_message as timeout_message
 
 if TYPE_CHECKING:
     from ..config import HarnessConfig
 
 __all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend", "model_identity"]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,14 +118,6 @@ def key_advice(url: str, key_env: str, key_set: bool) -> str:
     return f"the API key comes from {hint}, or name another variable with --llm-api-key-env"
 
 
-def timeout_message(model: str, host: str, timeout_seconds: float) -> str:
-    """What every backend says when an answer takes too long, with how to allow more time."""
-    return (
-        f"no answer from {model!r} at {host} within timeout_seconds={timeout_seconds:g}; "
-        "raise it with @pytest.mark.llm(timeout_seconds=...) or --llm-timeout"
-    )
-
-
 def status_error(
     status: int | None,
     text: str,
@@ -155,30 +145,6 @@ def status_error(
     )
     error.retryable = status is None or status >= 500
     return error
-
-
-class Deadline:
-    """The time a whole answer may take, from now.
-
-    A client's read timeout bounds the wait for one line only: a trickle of tokens,
-    or a server sending keep-alive lines, would stretch a call without end. So a
-    stream is read through :meth:`within`, which checks the deadline at every line.
-    """
-
-    def __init__(self, *, model: str, host: str, timeout_seconds: float) -> None:
-        self.start = time.perf_counter()
-        self._end = self.start + timeout_seconds
-        self._message = timeout_message(model, host, timeout_seconds)
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.start) * 1000
-
-    def within(self, lines: Iterable[T]) -> Iterator[T]:
-        """``lines`` as they arrive; ``BackendTimeout`` at the first one after the deadline."""
-        for line in lines:
-            if time.perf_counter() > self._end:
-                raise BackendTimeout(self._message)
-            yield line
 
 
 _FACTORIES: dict[str, str] = {

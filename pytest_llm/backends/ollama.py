@@ -18,6 +18,7 @@ from ..config import public_host
 from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
 from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
+from ._deadline_transport import DeadlineTransport
 
 __all__ = ["OllamaBackend"]
 
@@ -47,7 +48,10 @@ class OllamaBackend:
         key = os.environ.get(self.api_key_env, "").strip()
         self._key_advice = key_advice(host, self.api_key_env, bool(key))
         self._client = ollama.Client(
-            host=self.host, timeout=timeout_seconds, headers=authorization(host, key) or None
+            host=self.host,
+            timeout=timeout_seconds,
+            headers=authorization(host, key) or None,
+            transport=DeadlineTransport(),  # a chat's deadline bounds its whole answer
         )
         self._digests: dict[str, str] | None = None
         self._digests_lock = threading.Lock()
@@ -61,31 +65,32 @@ class OllamaBackend:
         parts: list[str] = []
         ttft_ms: float | None = None
         final: ollama.ChatResponse | None = None
-        deadline = Deadline(
+        # a bound on the whole answer: the transport cuts a dripping or silent stream
+        with Deadline(
             model=request.model, host=self.host, timeout_seconds=self.timeout_seconds
-        )
-        try:
-            stream = self._client.chat(  # type: ignore[call-overload]
-                model=request.model,
-                messages=list(request.messages),
-                stream=True,
-                format=request.format,
-                options=options,
-                keep_alive=request.keep_alive,
-            )
-            with closing(stream):
-                for chunk in deadline.within(_chunks(stream)):
-                    message = chunk.message
-                    if message.content:
-                        parts.append(message.content)
-                    if ttft_ms is None and (message.content or message.thinking):
-                        ttft_ms = deadline.elapsed_ms()
-                    if chunk.done:
-                        final = chunk
-        except BackendError:
-            raise
-        except _CLIENT_ERRORS as exc:
-            raise self._convert(exc, request.model) from exc
+        ) as deadline:
+            try:
+                stream = self._client.chat(  # type: ignore[call-overload]
+                    model=request.model,
+                    messages=list(request.messages),
+                    stream=True,
+                    format=request.format,
+                    options=options,
+                    keep_alive=request.keep_alive,
+                )
+                with closing(stream):
+                    for chunk in deadline.within(_chunks(stream)):
+                        message = chunk.message
+                        if message.content:
+                            parts.append(message.content)
+                        if ttft_ms is None and (message.content or message.thinking):
+                            ttft_ms = deadline.elapsed_ms()
+                        if chunk.done:
+                            final = chunk
+            except BackendError:
+                raise
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, request.model) from exc
         duration_ms = deadline.elapsed_ms()
         if final is None:
             raise BackendResponseError(

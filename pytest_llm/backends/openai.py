@@ -45,6 +45,9 @@ from ..config import public_host
 from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
 from ..result import Completion
 from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
+from ._deadline_transport import DeadlineTransport
+from ._turns import Turns
+from .deadline import current_deadline
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
@@ -93,11 +96,11 @@ class OpenAIBackend:
             base_url=self.host + "/",
             timeout=httpx.Timeout(timeout_seconds),
             headers=authorization(host, key),
+            transport=DeadlineTransport(),  # a chat's deadline bounds its whole answer
         )
-        #: Set once the server interrupted an answer for another request (llama-cpp-python):
-        #: from then on this process sends it one chat at a time.
-        self.one_at_a_time = False
-        self._turn = threading.Lock()
+        #: Chats take turns once the server interrupted an answer for another request
+        #: (llama-cpp-python): in this process and across the run's xdist workers.
+        self._turns = Turns(self.host)
         #: The first of SCHEMA_STYLES this server accepted: later calls start there.
         self.schema_style = SCHEMA_STYLES[0]
         self._identities: dict[str, str] | None = None
@@ -109,18 +112,21 @@ class OpenAIBackend:
         styles: tuple[str | None, ...] = (None,)
         if isinstance(request.format, dict):
             styles = SCHEMA_STYLES[SCHEMA_STYLES.index(self.schema_style) :]
-        try:
-            for style in styles[:-1]:
-                try:
-                    return self._chat_in_style(request, style)
-                except _HTTPStatusError as exc:
-                    if not _rejects_response_format(exc):
-                        raise
-            return self._chat_in_style(request, styles[-1])
-        except BackendError:
-            raise
-        except _CLIENT_ERRORS as exc:
-            raise self._convert(exc, request.model) from exc
+        # one bound on the whole answer, fallbacks included: the transport cuts a dripping
+        # or silent stream, and an error after it passed is a timeout
+        with Deadline(model=request.model, host=self.host, timeout_seconds=self.timeout_seconds):
+            try:
+                for style in styles[:-1]:
+                    try:
+                        return self._chat_in_style(request, style)
+                    except _HTTPStatusError as exc:
+                        if not _rejects_response_format(exc):
+                            raise
+                return self._chat_in_style(request, styles[-1])
+            except BackendError:
+                raise
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, request.model) from exc
 
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -191,15 +197,14 @@ class OpenAIBackend:
 
     def _chat_in_style(self, request: ChatRequest, schema_style: str | None) -> Completion:
         body = self._body(request, schema_style)
-        if self.one_at_a_time:
-            if not self._turn.acquire(timeout=self.timeout_seconds):
-                raise BackendTimeout(self._timeout_message(request.model) + " (waiting for a turn)")
-            try:
-                completion = self._stream(request.model, body)
-            finally:
-                self._turn.release()
-        else:
+        if not self._turns.on:
             completion = self._stream(request.model, body)
+        else:
+            with self._turns.turn(self.timeout_seconds) as mine:
+                if not mine:
+                    waited = self._timeout_message(request.model)
+                    raise BackendTimeout(f"{waited} (waiting for its turn: the server takes one)")
+                completion = self._stream(request.model, body)
         if schema_style is not None:
             self.schema_style = schema_style
         return completion
@@ -211,7 +216,9 @@ class OpenAIBackend:
         usage: Mapping[str, Any] = {}
         chunks = 0
         done = False
-        deadline = Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds)
+        deadline = current_deadline()  # entered by chat()
+        assert deadline is not None
+        started = time.perf_counter()
         with self._client.stream("POST", "chat/completions", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -236,19 +243,20 @@ class OpenAIBackend:
                     if text or thinking:
                         chunks += 1
                         if ttft_ms is None:
-                            ttft_ms = deadline.elapsed_ms()
+                            ttft_ms = (time.perf_counter() - started) * 1000
                     finish_reason = choice.get("finish_reason") or finish_reason
                 usage = _shaped(event.get("usage") or usage, dict, "its usage", data)
-        duration_ms = deadline.elapsed_ms()
+        duration_ms = (time.perf_counter() - started) * 1000
         if finish_reason is None:  # cut off: [DONE] alone is not a finished answer
-            self.one_at_a_time = self.one_at_a_time or done  # interrupted: retried in turn
+            if done:  # interrupted: retried, in turn
+                self._turns.switch_on()
             raise BackendResponseError(
                 f"{self.host} ended the answer of {model!r} without a finish_reason"
                 + (
                     " (the server interrupted it, e.g. llama-cpp-python's server does when"
                     " another request arrives unless started with --interrupt_requests False;"
-                    " this process now sends it one request at a time, other processes such"
-                    " as pytest-xdist workers can still interrupt it)"
+                    " from now on this run sends it one request at a time, but other"
+                    " processes can still interrupt it)"
                     if done
                     else " or [DONE]"
                 )

@@ -1,0 +1,137 @@
+"""The HTTP layer of a :class:`~pytest_llm.backends.deadline.Deadline`, for both backends.
+
+httpx's timeouts bound each network operation, and its read timeout starts again with
+every byte: a server that drips one byte every 0.1 s, or sends a line that never ends,
+is never timed out. :class:`DeadlineTransport` wraps the client's transport (the
+``ollama`` client takes it as ``transport=``, like ``httpx.Client``) and, for every
+request made while a deadline is active in the calling thread:
+
+* sets each of its timeouts (connect, write, pool, and the read timeout the wait for the
+  response headers uses) to what is left of the deadline, so a request cannot start
+  after it and the wait for headers ends with it;
+* reads the response body through :class:`_DeadlineStream`, which checks the deadline
+  at every chunk and registers a stop that shuts the connection's socket down when the
+  deadline passes (or the call is interrupted): a read blocked on a silent or dripping
+  server returns at once, and ends as ``httpx.ReadTimeout``;
+* keeps a 429/503's ``Retry-After`` (seconds or an HTTP date) on the deadline, for the
+  harness's next pause.
+
+Requests made outside a deadline (model listings, embeddings) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from .deadline import Deadline, current_deadline
+
+__all__ = ["DeadlineTransport", "retry_after_seconds"]
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_BUSY = (429, 503)
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from now: ``"2"``, ``"1.5"`` or an HTTP date
+    (``"Wed, 21 Oct 2026 07:28:00 GMT"``, a date in the past is 0). ``None`` when absent
+    or unreadable (the usual backoff applies then)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds == float("inf"):  # NaN or infinite: unreadable
+        return None
+    return max(seconds, 0.0)
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """``inner`` (default ``httpx.HTTPTransport()``), bounded by the calling thread's deadline."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self._inner = inner if inner is not None else httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = current_deadline()
+        if deadline is None:
+            return self._inner.handle_request(request)
+        left = deadline.remaining()
+        if left <= 0:
+            raise httpx.ReadTimeout("the answer's deadline has passed", request=request)
+        timeouts = dict(request.extensions.get("timeout") or {})
+        request.extensions["timeout"] = {
+            key: left if timeouts.get(key) is None else min(float(timeouts[key]), left)
+            for key in _TIMEOUT_KEYS
+        }
+        response = self._inner.handle_request(request)
+        if response.status_code in _BUSY:
+            deadline.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        response.stream = _DeadlineStream(response, deadline, request)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    """A response body read within a deadline (see the module docstring)."""
+
+    def __init__(self, response: httpx.Response, deadline: Deadline, request: httpx.Request):
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)
+        self._inner = stream
+        self._deadline = deadline
+        self._request = request
+        sock = _socket_of(response)
+        self._detach = deadline.on_expiry(lambda: _shut(sock)) if sock is not None else None
+
+    def __iter__(self) -> Iterator[bytes]:
+        deadline = self._deadline
+        try:
+            for chunk in self._inner:
+                if deadline.expired:
+                    raise self._timeout()
+                yield chunk
+        except httpx.TimeoutException:
+            raise
+        except Exception as exc:  # the socket was shut under the read: the deadline passed
+            if deadline.expired:
+                raise self._timeout() from exc
+            raise
+        if deadline.expired:  # a body cut short by the shut socket can look complete
+            raise self._timeout()
+
+    def close(self) -> None:
+        if self._detach is not None:
+            self._detach()  # before the connection can go back to the pool
+        self._inner.close()
+
+    def _timeout(self) -> httpx.ReadTimeout:
+        return httpx.ReadTimeout("the answer's deadline passed", request=self._request)
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    stream = response.extensions.get("network_stream")
+    get = getattr(stream, "get_extra_info", None)
+    sock = get("socket") if callable(get) else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake a read blocked on ``sock`` (it returns end-of-file); the connection is dropped."""
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, for TLS too
