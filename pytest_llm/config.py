@@ -35,6 +35,8 @@ __all__ = [
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 BACKENDS = ("ollama", "openai")
+#: The longest pause between two attempts of the backoff (a server's Retry-After may ask more).
+MAX_BACKOFF_SECONDS = 30.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -49,6 +51,10 @@ class HarnessConfig:
     timeout_seconds: float = 60.0
     max_retries: int = 2
     retry_delay_seconds: float = 0.5
+    total_timeout_seconds: float | None = None
+    """The most one ``llm.chat`` may take in all: every attempt (transport retries, re-asks,
+    escalations) and every pause between them. ``None``: the worst case of the attempts it
+    allows, ``timeout_seconds x attempts + backoff`` (:attr:`worst_case_seconds`)."""
     host: str = DEFAULT_HOST
     backend: str = "ollama"
     seed: int | None = 42
@@ -86,6 +92,23 @@ class HarnessConfig:
         """A copy with ``changes`` applied (and validated)."""
         check_field_names(changes)
         return dataclasses.replace(self, **changes)
+
+    @property
+    def backoff_seconds(self) -> float:
+        """The pauses before ``max_retries`` transport retries in a row, at most:
+        ``retry_delay_seconds``, doubling, each capped at 30 s (jitter only shortens them)."""
+        delay = self.retry_delay_seconds
+        return sum(min(delay * 2.0**k, MAX_BACKOFF_SECONDS) for k in range(self.max_retries))
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """The longest one ``llm.chat`` can take, whatever the server does:
+        ``total_timeout_seconds`` if set, else ``timeout_seconds x attempts + backoff``, where
+        ``attempts`` is ``1 + max_retries`` per model of the route."""
+        if self.total_timeout_seconds is not None:
+            return self.total_timeout_seconds
+        attempts = (1 + self.max_retries) * len(self.models)
+        return self.timeout_seconds * attempts + self.backoff_seconds
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -139,6 +162,8 @@ def _validate(c: HarnessConfig) -> None:
     _number("timeout_seconds", c.timeout_seconds, low=0.001)
     _integer("max_retries", c.max_retries, low=0)
     _number("retry_delay_seconds", c.retry_delay_seconds, low=0.0)
+    if c.total_timeout_seconds is not None:
+        _number("total_timeout_seconds", c.total_timeout_seconds, low=0.001)
     _text("host", c.host)
     if "," in c.host:
         raise _fail("host", c.host, "one URL (a comma-separated pool is for --llm-host/llm_host)")

@@ -11,14 +11,16 @@ import contextvars
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
+from .backends.deadline import CallScope, Interrupt, call_scope
 from .config import HarnessConfig
 from .errors import (
+    BackendBusy,
     BackendError,
     ConfigError,
     LLMError,
@@ -29,6 +31,7 @@ from .errors import (
     ScoreTooLow,
 )
 from .messages import build_messages
+from .pacing import pause_seconds, scope_for
 from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
 from .scorers import EmbeddingCache
@@ -40,10 +43,11 @@ __all__ = ["Harness", "Prompt"]
 Prompt = str | Sequence[Mapping[str, Any]]
 
 _SHOWN_OUTPUT = 300
+#: No attempt starts with less time than this left of its call (it could only time out).
+_LEAST_ATTEMPT_SECONDS = 0.05
 #: The re-ask after a rejection by ``check`` or a low score, without ``check_feedback``:
 #: it tells the model nothing about the expected answer.
 _NOT_ACCEPTED = "Your previous answer was not accepted. Answer the original request again."
-_MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -140,16 +144,30 @@ class Harness:
         """``chat`` over several prompts at once (at most ``concurrency`` in flight).
 
         Results come back in input order. Every call runs to its end; then the
-        first failure, in input order, is raised.
+        first failure, in input order, is raised. When the test is interrupted (Ctrl-C,
+        pytest-timeout), queued calls never start and running ones are cut.
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         calls = [self._prepare(p, system, schema, check, scorer, model, options) for p in prompts]
         if not calls:
             return []
         workers = min(calls[0].config.concurrency, len(calls))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm") as pool:
-            # each call sees this thread's context (the active harness for model-backed checks)
-            futures = [pool.submit(contextvars.copy_context().run, self._run, c) for c in calls]
+        interrupt = Interrupt()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm")
+        futures: list[Future[LLMResult]] = []
+        try:
+            for c in calls:  # each sees this thread's context (the active harness for checks)
+                futures.append(pool.submit(contextvars.copy_context().run, self._run, c, interrupt))
+            wait(futures)
+        except BaseException as exc:  # Ctrl-C, pytest-timeout: stop the work, keep what ran
+            interrupt.stop(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            for future in futures:
+                future.cancel()  # queued calls never start; running ones are cut
+            # a call waiting for its answer's first byte ends at its deadline at the latest
+            wait(futures, timeout=calls[0].config.timeout_seconds + 1)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:  # "could not test" outranks "tested and failed", as in a single chat
             first = next((e for e in errors if not isinstance(e, QualityFailure)), errors[0])
@@ -304,15 +322,23 @@ class Harness:
             answers=config.max_retries + 1,
         )
 
-    def _run(self, call: _Call) -> LLMResult:
+    def _run(self, call: _Call, interrupt: Interrupt | None = None) -> LLMResult:
         """Judge up to ``call.answers`` answers per model along ``call.models``.
 
-        A retryable transport fault is tried again after a growing pause; after
-        ``max_retries`` of them in a row it is raised (a test error). Invalid or
-        low-scoring answers are re-asked (see :meth:`_judge` for what the model is told),
-        then the next model is tried.
+        A retryable transport fault is tried again after a growing pause
+        (:func:`~pytest_llm.pacing.pause_seconds`); after ``max_retries`` of them in a row,
+        or when the pause would outlast the call's time (``total_timeout_seconds``), it is
+        raised (a test error). Invalid or low-scoring answers are re-asked (see
+        :meth:`_judge` for what the model is told), then the next model is tried. A call
+        stopped by ``interrupt`` or by the test's interruption is reported, then raised.
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
+        scope = scope_for(call.config, interrupt)
+        with call_scope(scope):  # model calls made by a check or a scorer share its time
+            return self._attempts(call, scope)
+
+    def _attempts(self, call: _Call, scope: CallScope) -> LLMResult:
+        __tracebackhide__ = True
         cfg = call.config
         backend = self._backend_for(cfg)
         attempts: list[Attempt] = []
@@ -322,24 +348,37 @@ class Harness:
             conversation = list(call.messages)
             answers = transport_failures = 0
             while answers < call.answers:
-                if transport_failures:
-                    delay = cfg.retry_delay_seconds * 2 ** (transport_failures - 1)
-                    time.sleep(min(delay, _MAX_BACKOFF_SECONDS))
+                started = time.perf_counter()
                 try:
                     completion = backend.chat(self._request(call, model, conversation))
                     completion = _identified(completion, backend, cfg.model_version)
                 except BackendError as exc:
                     exc.host = exc.host or cfg.host  # as configured: the pool's name
+                    if scope.stopped:
+                        self._stopped(attempts, route, model, str(exc), started)
+                        raise
                     if not exc.retryable:
                         raise
                     transport_failures += 1
                     attempts.append(
                         Attempt(model=model, output="", error=str(exc), rejected="transport")
                     )
+                    tried = f"gave up after {transport_failures} attempt(s)"
                     if transport_failures > cfg.max_retries:
-                        exc.args = (f"{exc} (gave up after {transport_failures} attempt(s))",)
+                        exc.args = (f"{exc} ({tried})",)
                         raise
+                    pause, left = pause_seconds(cfg, transport_failures, exc), scope.remaining()
+                    if left - pause < _LEAST_ATTEMPT_SECONDS:  # no time for another attempt
+                        exc.args = (f"{exc} ({tried}: {_no_time(exc, pause, left, scope)})",)
+                        raise
+                    if not scope.sleep(pause):
+                        self._stopped(attempts, route, model, "stopped during a pause", started)
+                        raise scope.stopped_error(model, cfg.host) from exc
                     continue
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):  # Ctrl-C, pytest-timeout, pytest.exit
+                        self._stopped(attempts, route, model, _describe(exc), started)
+                    raise
                 answers, transport_failures = answers + 1, 0
                 outcome = self._judge(call, completion, attempts, route)
                 if isinstance(outcome, LLMResult):
@@ -350,6 +389,22 @@ class Harness:
                     {"role": "user", "content": outcome},
                 ]
         raise self._failure(call, attempts, route)
+
+    def _stopped(
+        self, attempts: list[Attempt], route: list[str], model: str, why: str, started: float
+    ) -> None:
+        """Report a call the test's interruption stopped: it shows with its model and host."""
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        attempts.append(
+            Attempt(
+                model=model,
+                output="",
+                error=f"stopped: {why}",
+                rejected="transport",
+                duration_ms=elapsed_ms,
+            )
+        )
+        self._report(_result(None, attempts, route))
 
     def _request(
         self, call: _Call, model: str, conversation: list[Mapping[str, Any]]
@@ -477,6 +532,23 @@ def _cut_off(cfg: HarnessConfig) -> str:
         "is not set): the model's context window or the server's default answer length, "
         "e.g. Ollama's num_ctx / num_predict or llama.cpp's --ctx-size / --n-predict; raise "
         "it on the server or ask for a shorter answer)"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """``KeyboardInterrupt`` or ``Failed: Timeout >2.0s`` (pytest-timeout's)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _no_time(error: BackendError, pause: float, left: float, scope: CallScope) -> str:
+    """Why no attempt follows: the call's time is spent, or the pause would outlast it."""
+    if left < _LEAST_ATTEMPT_SECONDS:
+        return f"the time for the whole call is spent ({scope.setting})"
+    asked = isinstance(error, BackendBusy) and error.retry_after == pause
+    return (
+        f"the next one would start after a pause of {pause:.1f} s"
+        + (" (the server's Retry-After)" if asked else "")
+        + f", and the call has {left:.1f} s left ({scope.setting})"
     )
 
 

@@ -36,6 +36,7 @@ from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import ignored_settings
 from .scorers import EmbeddingCache
 from .scoring import activated
+from .timeout_guard import TimeoutGuard
 from .xdist import XdistHooks, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
@@ -45,6 +46,7 @@ CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 EMBEDDINGS_KEY = pytest.StashKey[EmbeddingCache]()
 HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
+TIMEOUT_GUARD_KEY = pytest.StashKey[TimeoutGuard]()
 #: Set on an item whose setup or call ended in an infrastructure error.
 INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
 #: Whether an item's call passed (its cassette's unused recordings are then known).
@@ -116,6 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[POOL_KEY] = BackendPool()
     config.stash[EMBEDDINGS_KEY] = EmbeddingCache()
+    config.stash[TIMEOUT_GUARD_KEY] = TimeoutGuard(config)
     try:
         config.stash[RECORDER_KEY] = _recorder(config)
     except ConfigError as exc:
@@ -173,6 +176,7 @@ def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
     config = _item_config(request.node)
     request.node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
+    request.config.stash[TIMEOUT_GUARD_KEY].check(request.node, config)
     return config
 
 

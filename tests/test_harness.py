@@ -104,7 +104,7 @@ def test_transport_faults_are_retried_with_backoff() -> None:
     cfg = FAST.replace(retry_delay_seconds=0.05)
     start = time.perf_counter()
     result = harness(backend, cfg).chat("x", schema=City)
-    assert time.perf_counter() - start >= 0.05
+    assert time.perf_counter() - start >= 0.025  # the jitter takes off at most half
     assert [a.rejected for a in result.attempts] == ["transport", None]
 
 
