@@ -80,7 +80,7 @@ class Harness:
         *,
         backend: Backend | Callable[[HarnessConfig], Backend] | None = None,
         on_result: Callable[[LLMResult], None] | None = None,
-        on_score: Callable[[Score, LLMResult], None] | None = None,
+        on_score: Callable[..., None] | None = None,
         on_sample: Callable[[SampleResult], None] | None = None,
         embeddings: EmbeddingCache | None = None,
     ) -> None:
@@ -454,10 +454,12 @@ class Harness:
                 f"Your previous answer was rejected: {reason}\n"
                 "Answer the original request again, fixing exactly this problem." + json_only
             )
-        result = _result(completion, [*attempts, _attempt(completion)], route, parsed=parsed)
+        result = _result(
+            completion, [*attempts, _attempt(completion)], route, call.messages, parsed=parsed
+        )
         if call.scorer is None:
             return result
-        score = self._score(call.scorer, result, cfg.min_score, cfg)
+        score = self._score(call.scorer, result, cfg.min_score, cfg, attempt=True)
         if not score.passed and score.threshold is not None:
             rejected = _attempt(completion, error=str(score), rejected="score", score=score.value)
             attempts.append(rejected)
@@ -468,17 +470,33 @@ class Harness:
                 f"{score.threshold:g}. {score.reason} Answer the original request again, better."
             )
         final = _attempt(completion, score=score.value)
-        return _result(completion, [*attempts, final], route, parsed=parsed, score=score)
+        return _result(
+            completion, [*attempts, final], route, call.messages, parsed=parsed, score=score
+        )
 
     def _score(
-        self, scorer: Scorer, result: LLMResult, threshold: float | None, config: HarnessConfig
+        self,
+        scorer: Scorer,
+        result: LLMResult,
+        threshold: float | None,
+        config: HarnessConfig,
+        *,
+        attempt: bool = False,
     ) -> Score:
-        """Run ``scorer`` with a harness for ``config`` active (model-backed scorers use it)."""
+        """Run ``scorer`` with a harness for ``config`` active (model-backed scorers use it).
+
+        ``attempt``: the score judges an answer of ``chat(scorer=)``; the observer is told
+        whether it made the answer ``"accepted"`` or ``"rejected"`` (a report scores a test
+        by its accepted answers)."""
         harness = self if config is self.config else self._derive(config)
         with activated(harness):
             score = run_scorer(scorer, result, threshold)
         if self._on_score is not None:
-            self._on_score(score, result)
+            if attempt:
+                rejected = not score.passed and score.threshold is not None
+                self._on_score(score, result, attempt="rejected" if rejected else "accepted")
+            else:
+                self._on_score(score, result)
         return score
 
     def _derive(self, config: HarnessConfig) -> Harness:
@@ -507,7 +525,7 @@ class Harness:
 
     def _failure(self, call: _Call, attempts: list[Attempt], route: list[str]) -> QualityFailure:
         last = attempts[-1]  # a rejected answer: transport faults end the loop by raising
-        result = _result(None, attempts, route, score=last.score)
+        result = _result(None, attempts, route, call.messages, score=last.score)
         self._report(result)
         scored_out = last.rejected == "score"
         kind = "scored under min_score" if scored_out else "was rejected"
@@ -571,12 +589,22 @@ def _attempt(
     rejected: str | None = None,
     score: float | None = None,
 ) -> Attempt:
+    """The record of one answer: its figures, with the server's own timings when it gave
+    them (Ollama's durations, which leave out the wait for a slot) and tokens in unknown
+    (``None``) when it reported no usage."""
+    meta = completion.metadata
+    own = [meta.get(key) for key in ("prompt_eval_ms", "eval_ms")]
+    server_ms = sum(float(v) for v in own if v) if any(own) else None
+    total = meta.get("server_total_ms")
+    queue_ms = None
+    if server_ms is not None and total:
+        queue_ms = max(float(total) - completion.load_ms - server_ms, 0.0)
     return Attempt(
         model=completion.model,
         output=completion.content,
         error=error,
         rejected=rejected,
-        tokens_in=completion.tokens_in,
+        tokens_in=None if meta.get("usage_reported") is False else completion.tokens_in,
         tokens_out=completion.tokens_out,
         duration_ms=completion.duration_ms,
         ttft_ms=completion.ttft_ms,
@@ -584,6 +612,8 @@ def _attempt(
         done_reason=completion.done_reason,
         score=score,
         cached=completion.cached,
+        server_ms=server_ms,
+        queue_ms=queue_ms,
     )
 
 
@@ -591,6 +621,7 @@ def _result(
     completion: Completion | None,
     attempts: list[Attempt],
     route: list[str],
+    messages: tuple[Mapping[str, Any], ...] = (),
     *,
     parsed: Any = None,
     score: Score | float | None = None,
@@ -606,7 +637,7 @@ def _result(
     return LLMResult(
         content=last.output,
         model=last.model,
-        tokens_in=last.tokens_in,
+        tokens_in=last.tokens_in or 0,
         tokens_out=last.tokens_out,
         duration_ms=last.duration_ms,
         ttft_ms=last.ttft_ms,
@@ -619,6 +650,7 @@ def _result(
         route=tuple(route),
         load_ms=last.load_ms,
         cached=last.cached,
+        messages=messages,
     )
 
 

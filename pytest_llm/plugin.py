@@ -35,8 +35,9 @@ from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import ignored_settings
 from .scorers import EmbeddingCache
-from .scoring import activated
+from .scoring import Score, activated
 from .timeout_guard import TimeoutGuard
+from .transcript import SECTION, transcript
 from .xdist import XdistHooks, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
@@ -51,6 +52,10 @@ TIMEOUT_GUARD_KEY = pytest.StashKey[TimeoutGuard]()
 INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
 #: Whether an item's call passed (its cassette's unused recordings are then known).
 CALL_PASSED_KEY = pytest.StashKey[bool]()
+#: The results of an item's model calls until its teardown report (the llm calls section).
+RESULTS_KEY = pytest.StashKey[list[LLMResult]]()
+#: The ``user_properties`` the ``llm`` fixture adds: calls, scores, samples.
+_PROPERTIES = ("llm", "llm_scores", SAMPLES_PROPERTY)
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
@@ -82,6 +87,12 @@ _REPORT_OPTIONS = (
         "llm_max_latency_factor",
         "FACTOR",
         "baseline gate: allowed growth of a model's p50 latency, as a ratio (default: 2)",
+    ),
+    (
+        "llm_latency_floor_ms",
+        "MS",
+        "baseline gate: latency growth under MS milliseconds is noise, never a regression "
+        "(default: 50)",
     ),
 )
 
@@ -186,12 +197,21 @@ def llm(
 ) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
     records: list[dict[str, Any]] = []
+    results: list[LLMResult] = request.node.stash.setdefault(RESULTS_KEY, [])
+    results.clear()  # a rerun (pytest-rerunfailures) reports its own calls only
+    request.node.user_properties[:] = [
+        p for p in request.node.user_properties if p[0] not in _PROPERTIES
+    ]
 
     def backend_for(c: HarnessConfig) -> Backend:
         return _backend(request.config, c, _llm_cassette)
 
     def record(result: LLMResult) -> None:
         records.append(result.summary())
+        results.append(result)  # for the llm calls section, should the test fail
+
+    def record_score(score: Score, result: LLMResult, attempt: str | None = None) -> None:
+        scores.append({**score.as_dict(), "model": result.model, "attempt": attempt})
 
     scores: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
@@ -199,14 +219,14 @@ def llm(
         llm_config,
         backend=backend_for,
         on_result=record,
-        on_score=lambda score, result: scores.append({**score.as_dict(), "model": result.model}),
+        on_score=record_score,
         on_sample=lambda outcome: samples.append(outcome.summary()),
         # with a cassette the cache is the test's own, so that its cassette holds every vector
         embeddings=None if _llm_cassette is not None else request.config.stash[EMBEDDINGS_KEY],
     )
     with activated(harness):  # where assert_score, assert_similar and judge() find it
         yield harness
-    for name, items in (("llm", records), ("llm_scores", scores), (SAMPLES_PROPERTY, samples)):
+    for name, items in zip(_PROPERTIES, (records, scores, samples), strict=True):
         if items:  # before the teardown report is made, so it (and JUnit XML, xdist) carry them
             text = json.dumps(items, sort_keys=True, default=str)
             request.node.user_properties.append((name, text))
@@ -312,6 +332,21 @@ def pytest_runtest_makereport_keeps_snapshots(
         from .snapshot import keep_snapshots
 
         keep_snapshots(item)  # syrupy has seen the setup and call reports by now
+    return report
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_shows_calls(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test that used ``llm`` and failed or errored shows its model calls (``llm calls``,
+    beside captured output); they are dropped with the teardown report."""
+    report = yield
+    results = item.stash.get(RESULTS_KEY, None)
+    if results and report.failed:
+        report.sections.append((SECTION, transcript(results)))
+    if report.when == "teardown" and results is not None:
+        del item.stash[RESULTS_KEY]
     return report
 
 

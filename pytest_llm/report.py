@@ -48,21 +48,36 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
       "totals": {
         "tests": 33, "llm_tests": 32,        # every test; those that called a model
         "passed": 31, "failed": 1, "errors": 1, "skipped": 0, "xfailed": 0, "xpassed": 0,
-        "calls": 32, "tokens_in": 320, "tokens_out": 640,
+        "reruns": 0,                         # runs repeated by pytest-rerunfailures
+        "calls": 32,                         # chat calls (one LLMResult each)
+        "requests": 33,                      # backend requests: every attempt of every call
+        "tokens_in": 330, "tokens_out": 660, # over every attempt; tokens_in null when a
+                                             # server reported no usage (llama.cpp streaming)
         "retries": 1, "escalations": 0, "cached": 0,
         "reasks": 1,                         # re-asks behind accepted answers (see tests)
-        "model_ms": 8021.3,                  # sum of model time over every call and attempt
-        "parallelism": 3.27                  # live model time / wall time; null when every
-                                             # call was replayed (its time was recorded)
+        "model_ms": 8021.3,                  # client time over every call and attempt (a
+                                             # wait for a free server slot included)
+        "server_ms": 7990.2,                 # the server's own time (prompt eval, generation,
+                                             # load) of the live answers; null when it tells
+                                             # none (OpenAI-compatible servers)
+        "queue_ms": 0.0,                     # time the live requests waited for a slot there
+        "parallelism": 3.26                  # server_ms / wall time: never more than the
+                                             # server's slots did; null when every call was
+                                             # replayed or the server tells no durations
       },
-      "models": {                            # keyed by the model that answered
+      "models": {                            # every attempt is charged to the model that made it
         "llama3.2": {
           "tests": 32, "passed": 31, "pass_rate": 0.969,  # tests whose route used the model
-          "calls": 32, "mean_score": 0.91,  # mean of the scores of its answers
-          "p50_ms": 251.2, "p95_ms": 262.0, "p50_ttft_ms": 250.3,
-          "tokens_in": 320, "tokens_out": 640,
-          "retries": 1, "escalations": 0,    # escalations: calls that moved on to another model
-          "cached": 0                        # calls replayed from a cassette
+          "calls": 33,                       # requests to the model (every attempt)
+          "mean_score": 0.91,                # mean of the scores of its accepted answers
+          "p50_ms": 251.2, "p95_ms": 262.0, "p50_ttft_ms": 250.3,  # per answer, client side
+          "p50_server_ms": 240.1,            # the server's prompt eval + generation (Ollama)
+          "p50_queue_ms": 0.0,               # waiting for a slot at the server (Ollama)
+          "p50_decode_ms": 1.2,              # first token to last, measured on the client
+          "tokens_in": 330, "tokens_out": 660,  # tokens_in null: the server told no usage
+          "retries": 1,                      # its answers after its first one in a call
+          "escalations": 0,                  # calls that moved on from it to the next model
+          "cached": 0                        # requests replayed from a cassette
         }
       },
       "tests": [                             # every test exactly once, in the order
@@ -74,6 +89,13 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
           "duration_s": 0.254,               # the test's call phase
           "worker": "gw0", "host": "http://gpu1:11434",
           "error": null,                     # or {"type": "BackendUnreachable", "host", "message"}
+          "failure": null,                   # why it failed or errored: {"when": "call",
+                                             # "message": the exception as pytest shows it,
+                                             # "transcript": its model calls (the "llm calls"
+                                             # section) or null}; bounded to 4000 chars each
+          "reruns": 0,                       # runs repeated by pytest-rerunfailures; each
+                                             # run's calls count once
+          "rerun_failures": [],              # the failure of each repeated run, as "failure"
           "model": "llama3.2",               # the model that answered the first call
           "route": ["llama3.2"],             # every model tried, in order
           "calls": 1, "attempts": 1, "retries": 0,
@@ -81,10 +103,16 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
                                              # check, low score), over the accepted calls: a
                                              # passed test with reasks > 0 is shown as
                                              # "passed after N re-asks"
-          "tokens_in": 10, "tokens_out": 20, "model_ms": 251.2,
+          "tokens_in": 10, "tokens_out": 20, # over every attempt (tokens_in null: unknown)
+          "model_ms": 251.2,
           "latency_ms": 251.2, "ttft_ms": 250.3,       # medians over the test's calls
-          "score": 0.91,                     # mean of every score computed in the test
-          "scores": [{"scorer": "contains", "value": 0.91, "model": "llama3.2", ...}],
+          "score": 0.91,                     # mean of the scores of its accepted answers
+                                             # (llm.score and assert_score included)
+          "scores": [{"scorer": "contains", "value": 0.91, "model": "llama3.2",
+                      "reason": "...", "threshold": 0.8, "passed": true,
+                      "attempt": "accepted"}],  # every score computed; "attempt" is
+                                             # "accepted" or "rejected" for a chat(scorer=)
+                                             # answer, null for llm.score / assert_score
           "pass_rate": null,                 # passes / runs over the test's llm.sample() calls
           "cached": false,                   # every call was replayed
           "llm": [{"model": "llama3.2", "route": ["llama3.2"], "success": true, ...}],
@@ -94,7 +122,10 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
     }
 
 ``llm`` holds the per-call records exactly as the ``llm`` user property carries
-them (``LLMResult.summary()``), ``samples`` the ``llm_samples`` property
+them (``LLMResult.summary()``: the accepted answer's figures, ``total_tokens_in`` and
+``total_tokens_out`` over every attempt, and ``tries``, one entry of figures per
+attempt: model, rejected, tokens, duration_ms, ttft_ms, server_ms, queue_ms, load_ms,
+score, cached), ``samples`` the ``llm_samples`` property
 (``SampleResult.summary()``: n, runs, passes, rate, 95% interval, verdict). A test
 outcome is one word even when pytest counts two (a failed test whose teardown also
 errors is ``failed``).
@@ -110,6 +141,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -123,6 +155,7 @@ from .config import HarnessConfig, ini_path, public_host
 from .errors import BackendUnreachable, ConfigError, LLMError
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import describe
+from .transcript import SECTION as TRANSCRIPT_SECTION
 
 __all__ = [
     "SCHEMA",
@@ -198,6 +231,7 @@ class ReportOptions:
                 max_latency_factor=number(
                     "llm_max_latency_factor", DEFAULT_LIMITS.max_latency_factor
                 ),
+                latency_floor_ms=number("llm_latency_floor_ms", DEFAULT_LIMITS.latency_floor_ms),
             )
         except ValueError as exc:
             raise ConfigError(f"llm baseline limit {exc}") from None
@@ -230,9 +264,23 @@ class TestRecord:
     calls: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    reruns: int = 0
+    failure: dict[str, Any] | None = None
+    rerun_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def update(self, report: pytest.TestReport) -> None:
-        """Fold in one phase's report."""
+        """Fold in one phase's report. Under pytest-rerunfailures every run's reports arrive
+        (a failed phase that is run again has outcome ``rerun``); each run's teardown
+        carries that run's calls only, so they add up to what the server answered."""
+        self.reruns = max(self.reruns, int(getattr(report, "rerun", 0) or 0))
+        rerun = str(report.outcome) == "rerun"  # pytest-rerunfailures' own outcome
+        if rerun:
+            self.rerun_failures.append(failure_info(report))
+            self.failure = None
+            if report.when != "teardown":
+                return
+        elif report.failed and self.failure is None:
+            self.failure = failure_info(report)
         self.worker = getattr(report, "worker_id", None) or self.worker
         host = getattr(report, "llm_host", None)
         self.host = public_host(host) if host else self.host
@@ -251,7 +299,7 @@ class TestRecord:
         elif report.when == "setup" and not report.passed:
             self.outcome = "error" if report.failed else ("xfailed" if xfail else "skipped")
         elif report.when == "teardown":
-            if report.failed and self.outcome not in ("failed", "error"):
+            if report.failed and not rerun and self.outcome not in ("failed", "error"):
                 self.outcome = "error"
             for name, value in report.user_properties:
                 if name == "llm":
@@ -264,7 +312,7 @@ class TestRecord:
     def as_json(self) -> dict[str, Any]:
         calls = self.calls
         ttfts = [c["ttft_ms"] for c in calls if c.get("ttft_ms") is not None]
-        scores = [value for _, value in scored(self.scores, calls)]
+        scores = [value for _, value in scored(self.scores, calls)]  # accepted answers only
         runs = sum(s["runs"] for s in self.samples)
         return {
             "nodeid": self.nodeid,
@@ -274,14 +322,17 @@ class TestRecord:
             "worker": self.worker,
             "host": self.host,
             "error": self.error,
+            "failure": self.failure,
+            "reruns": self.reruns,
+            "rerun_failures": self.rerun_failures,
             "model": calls[0]["model"] if calls else None,
             "route": list(dict.fromkeys(m for c in calls for m in _route(c))),
             "calls": len(calls),
             "attempts": sum(c.get("attempts", 1) for c in calls),
             "retries": sum(c.get("retries", 0) for c in calls),
             "reasks": _reasks(calls),
-            "tokens_in": sum(c.get("tokens_in", 0) for c in calls),
-            "tokens_out": sum(c.get("tokens_out", 0) for c in calls),
+            "tokens_in": _sum_known(_tokens_in(c) for c in calls),
+            "tokens_out": sum(_tokens_out(c) for c in calls),
             "model_ms": round(sum(_model_ms(c) for c in calls), 3),
             "latency_ms": percentile([c["duration_ms"] for c in calls], 50),
             "ttft_ms": percentile(ttfts, 50),
@@ -292,6 +343,28 @@ class TestRecord:
             "samples": self.samples,
             "scores": self.scores,
         }
+
+
+#: How much of a failure message a record keeps (the transcript's own cuts apply first).
+_FAILURE_CHARS = 4000
+
+
+def failure_info(report: pytest.TestReport) -> dict[str, Any]:
+    """Why a phase failed: ``{"when", "message", "transcript"}``, each bounded. ``message``
+    is the exception as pytest shows it (a quality failure's holds the prompt and every
+    attempt), ``transcript`` the test's model calls (the ``llm calls`` section) or null."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = crash.message if crash is not None else report.longreprtext
+    calls = next((text for title, text in report.sections if title == TRANSCRIPT_SECTION), None)
+    return {
+        "when": report.when,
+        "message": _bounded(message, _FAILURE_CHARS),
+        "transcript": None if calls is None else _bounded(calls, _FAILURE_CHARS),
+    }
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
@@ -328,10 +401,37 @@ def scored(
     scores: Sequence[Mapping[str, Any]], calls: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, float]]:
     """A test's scores as (model, value): its ``llm_scores`` entries (every score computed:
-    ``chat(scorer=)`` attempts, ``llm.score``, ``assert_score``), else its calls' scores."""
+    ``chat(scorer=)`` answers, ``llm.score``, ``assert_score``) but those of answers a low
+    score rejected (they stay in ``scores`` and in each call's ``tries``), else its calls'
+    scores."""
     if scores:
-        return [(s.get("model") or "", float(s["value"])) for s in scores]
+        kept = [s for s in scores if s.get("attempt") != "rejected"]
+        return [(s.get("model") or "", float(s["value"])) for s in kept]
     return [(c["model"], float(c["score"])) for c in calls if c.get("score") is not None]
+
+
+def tries(call: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A call's attempts as figures (``tries``); a record without them is one attempt."""
+    found = call.get("tries")
+    if found:
+        return list(found)
+    return [{**call, "rejected": None}]
+
+
+def _tokens_in(call: Mapping[str, Any]) -> int | None:
+    """Prompt tokens over every attempt of ``call``; None when the server told none."""
+    found = call["total_tokens_in"] if "total_tokens_in" in call else call.get("tokens_in", 0)
+    return None if found is None else int(found)
+
+
+def _tokens_out(call: Mapping[str, Any]) -> int:
+    return int(call.get("total_tokens_out", call.get("tokens_out", 0)))
+
+
+def _sum_known(values: Iterable[int | float | None]) -> Any:
+    """The sum, or None when any value is unknown."""
+    listed = list(values)
+    return None if None in listed else sum(v or 0 for v in listed)
 
 
 def _route(call: Mapping[str, Any]) -> list[str]:
@@ -348,28 +448,34 @@ def _model_ms(call: Mapping[str, Any]) -> float:
 
 
 def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per model (the one that answered each call): see ``models`` in the schema."""
-    calls: dict[str, list[Mapping[str, Any]]] = {}
+    """Per model: see ``models`` in the schema. Every attempt is charged to the model that
+    made it: its requests, latency, tokens and retries (answers of that model after its
+    first in a call); an escalation to the model that was moved on from."""
+    attempts: dict[str, list[Mapping[str, Any]]] = {}
+    retries: dict[str, int] = {}
     tested: dict[str, list[str]] = {}
     model_scores: dict[str, list[float]] = {}
     escalations: dict[str, int] = {}
     for test in tests:
         for call in test["llm"]:
-            calls.setdefault(call["model"], []).append(call)
-            route = _route(call)
-            if len(route) > 1:
-                escalations[route[0]] = escalations.get(route[0], 0) + 1
+            per_model: dict[str, int] = {}
+            for attempt in tries(call):
+                attempts.setdefault(attempt["model"], []).append(attempt)
+                per_model[attempt["model"]] = per_model.get(attempt["model"], 0) + 1
+            for model, count in per_model.items():
+                retries[model] = retries.get(model, 0) + count - 1
+            for model in _route(call)[:-1]:
+                escalations[model] = escalations.get(model, 0) + 1
         for model in test["route"]:
             tested.setdefault(model, []).append(test["outcome"])
         for model, value in scored(test.get("scores", []), test["llm"]):
             model_scores.setdefault(model, []).append(value)
     figures: dict[str, dict[str, Any]] = {}
-    for model in sorted(tested.keys() | calls.keys()):
-        mine = calls.get(model, [])
+    for model in sorted(tested.keys() | attempts.keys()):
+        mine = attempts.get(model, [])
+        answered = [a for a in mine if a.get("rejected") != "transport"]
         outcomes = tested.get(model, [])
         scores = model_scores.get(model, [])
-        ttfts = [c["ttft_ms"] for c in mine if c.get("ttft_ms") is not None]
-        durations = [c["duration_ms"] for c in mine]
         passed = outcomes.count("passed")
         figures[model] = {
             "tests": len(outcomes),
@@ -377,23 +483,46 @@ def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any
             "pass_rate": round(passed / len(outcomes), 4) if outcomes else None,
             "calls": len(mine),
             "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
-            "p50_ms": percentile(durations, 50),
-            "p95_ms": percentile(durations, 95),
-            "p50_ttft_ms": percentile(ttfts, 50),
-            "tokens_in": sum(c.get("tokens_in", 0) for c in mine),
-            "tokens_out": sum(c.get("tokens_out", 0) for c in mine),
-            "retries": sum(c.get("retries", 0) for c in mine),
+            "p50_ms": percentile([a["duration_ms"] for a in answered], 50),
+            "p95_ms": percentile([a["duration_ms"] for a in answered], 95),
+            "p50_ttft_ms": percentile(_known(answered, "ttft_ms"), 50),
+            "p50_server_ms": percentile(_known(answered, "server_ms"), 50),
+            "p50_queue_ms": percentile(_known(answered, "queue_ms"), 50),
+            "p50_decode_ms": percentile(
+                [
+                    max(a["duration_ms"] - a["ttft_ms"], 0.0)
+                    for a in answered
+                    if a.get("ttft_ms") is not None
+                ],
+                50,
+            ),
+            "tokens_in": _sum_known(a.get("tokens_in", 0) for a in answered),
+            "tokens_out": sum(a.get("tokens_out", 0) for a in answered),
+            "retries": retries.get(model, 0),
             "escalations": escalations.get(model, 0),
-            "cached": sum(1 for c in mine if c.get("cached")),
+            "cached": sum(1 for a in mine if a.get("cached")),
         }
     return figures
 
 
+def _known(attempts: Iterable[Mapping[str, Any]], key: str) -> list[float]:
+    return [float(a[key]) for a in attempts if a.get(key) is not None]
+
+
 def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, Any]:
-    """Session totals: see ``totals`` in the schema."""
+    """Session totals: see ``totals`` in the schema. ``parallelism`` is the server's busy
+    time (its own durations of the live answers) over the wall time: what the wall clock
+    shows, never the client's time, which counts the wait for a slot as model time."""
     calls = [c for t in tests for c in t["llm"]]
+    attempts = [a for c in calls for a in tries(c)]
+    live = [a for a in attempts if not a.get("cached") and a.get("rejected") != "transport"]
     model_ms = sum(_model_ms(c) for c in calls)
-    live_ms = sum(_model_ms(c) for c in calls if not c.get("cached"))
+    busy = [a.get("server_ms") for a in live]
+    server_ms = _sum_known(
+        None if ms is None else ms + float(a.get("load_ms") or 0.0)
+        for ms, a in zip(busy, live, strict=True)
+    )
+    queue_ms = _sum_known(a.get("queue_ms") for a in live)
     outcomes = [t["outcome"] for t in tests]
     return {
         "tests": len(tests),
@@ -404,15 +533,21 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
         "skipped": outcomes.count("skipped"),
         "xfailed": outcomes.count("xfailed"),
         "xpassed": outcomes.count("xpassed"),
+        "reruns": sum(t.get("reruns", 0) for t in tests),
         "calls": len(calls),
-        "tokens_in": sum(c.get("tokens_in", 0) for c in calls),
-        "tokens_out": sum(c.get("tokens_out", 0) for c in calls),
+        "requests": len(attempts),
+        "tokens_in": _sum_known(_tokens_in(c) for c in calls),
+        "tokens_out": sum(_tokens_out(c) for c in calls),
         "retries": sum(c.get("retries", 0) for c in calls),
         "escalations": sum(1 for c in calls if len(_route(c)) > 1),
         "cached": sum(1 for c in calls if c.get("cached")),
         "reasks": _reasks(calls),
         "model_ms": round(model_ms, 3),
-        "parallelism": round(live_ms / 1000 / wall_s, 3) if wall_s > 0 and live_ms else None,
+        "server_ms": None if not live or server_ms is None else round(server_ms, 3),
+        "queue_ms": None if not live or queue_ms is None else round(queue_ms, 3),
+        "parallelism": (
+            round(server_ms / 1000 / wall_s, 3) if wall_s > 0 and live and server_ms else None
+        ),
     }
 
 
@@ -729,7 +864,7 @@ _MODEL_COLUMNS = (
     ("p50 ms", "p50_ms", "ms"),
     ("p95 ms", "p95_ms", "ms"),
     ("ttft p50", "p50_ttft_ms", "ms"),
-    ("tokens in", "tokens_in", "count"),
+    ("tokens in", "tokens_in", "tokens"),
     ("tokens out", "tokens_out", "count"),
     ("retries", "retries", "count"),
     ("escalated", "escalations", "count"),
@@ -738,9 +873,10 @@ _MODEL_COLUMNS = (
 
 
 def fmt(value: Any, kind: str = "count") -> str:
-    """A figure for people: ``-`` when unknown, a ``score`` with 2 decimals, ``ms`` whole."""
+    """A figure for people: ``-`` when unknown (``tokens``: ``unknown``, the server told
+    none), a ``score`` with 2 decimals, ``ms`` whole."""
     if value is None:
-        return "-"
+        return "unknown" if kind == "tokens" else "-"
     if kind == "score":
         return f"{value:.2f}"
     if kind == "ms":
@@ -826,11 +962,15 @@ def gate_title(comparison: Comparison) -> str:
 
 
 def reask_mark(test: Mapping[str, Any]) -> str | None:
-    """``passed after 2 re-asks`` for a test that passed only after re-asks, else None."""
-    reasks = test.get("reasks", 0)
-    if test["outcome"] != "passed" or not reasks:
+    """``passed after 2 re-asks`` for a test that passed only after re-asks, ``passed after
+    1 rerun`` for one that passed only when pytest-rerunfailures ran it again (or both),
+    else None."""
+    reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
+    if test["outcome"] != "passed" or not (reasks or reruns):
         return None
-    return f"passed after {reasks} re-ask{'' if reasks == 1 else 's'}"
+    after = [f"{reasks} re-ask{'' if reasks == 1 else 's'}"] if reasks else []
+    after += [f"{reruns} rerun{'' if reruns == 1 else 's'}"] if reruns else []
+    return f"passed after {' and '.join(after)}"
 
 
 def reask_lines(doc: Mapping[str, Any]) -> list[str]:
@@ -848,6 +988,76 @@ def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def score_lines(test: Mapping[str, Any]) -> list[str]:
+    """A test's scores, one per line: scorer, value, threshold, verdict, model, reason.
+    Scores of answers a low score rejected say so (the test is scored by its accepted
+    answers)."""
+    lines = []
+    for s in test.get("scores", []):
+        threshold = "" if s.get("threshold") is None else f" (min {s['threshold']:g})"
+        verdict = (
+            "rejected the answer"
+            if s.get("attempt") == "rejected"
+            else ("passed" if s.get("passed", True) else "FAILED")
+        )
+        model = f" [{s['model']}]" if s.get("model") else ""
+        reason = f": {s['reason']}" if s.get("reason") else ""
+        lines.append(f"{s['scorer']} {float(s['value']):.2f}{threshold} {verdict}{model}{reason}")
+    return lines
+
+
+def test_details(test: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Why a test ended as it did, as (title, text) blocks for the HTML and Markdown reports:
+    its failure message, its model calls, earlier runs' failures (reruns), its scores and
+    its pass rates. Texts are bounded when recorded; renderers escape them."""
+    blocks: list[tuple[str, str]] = []
+    failure = test.get("failure")
+    if failure:
+        blocks.append((f"{test['outcome']} ({failure['when']})", failure["message"]))
+        if failure.get("transcript"):
+            blocks.append((TRANSCRIPT_SECTION, failure["transcript"]))
+    for run, earlier in enumerate(test.get("rerun_failures", []), 1):
+        blocks.append((f"run {run} failed ({earlier['when']}), then rerun", earlier["message"]))
+    scores = score_lines(test)
+    if scores:
+        blocks.append(("scores", "\n".join(scores)))
+    if test.get("samples"):
+        rates = [f"{'passed' if s['passed'] else 'FAILED'}: {describe(s)}" for s in test["samples"]]
+        blocks.append(("pass rate", "\n".join(rates)))
+    return blocks
+
+
+#: How many failed tests the step summary details (the JSON report has them all).
+_MARKDOWN_FAILURES = 50
+
+
+def markdown_tests(doc: Mapping[str, Any]) -> str:
+    """The step summary's part on tests: each failed or errored test with why (message,
+    model calls, scores, pass rate), then the sampled tests' pass rates. HTML-escaped
+    inside ``<details>``/``<pre>``, where GitHub reads no Markdown."""
+    failing = [t for t in doc["tests"] if t["outcome"] in ("failed", "error")]
+    parts = []
+    if failing:
+        parts.append(f"\n### Failed and errored tests ({len(failing)})\n\n")
+        for test in failing[:_MARKDOWN_FAILURES]:
+            parts.append(_markdown_details(test, test_details(test)))
+        if len(failing) > _MARKDOWN_FAILURES:
+            more = len(failing) - _MARKDOWN_FAILURES
+            parts.append(f"\n{more} more in the JSON report (--llm-report).\n")
+    sampled = [t for t in doc["tests"] if t["samples"] and t not in failing]
+    if sampled:
+        parts.append(f"\n### Sampled tests ({len(sampled)})\n\n")
+        for test in sampled[:_MARKDOWN_FAILURES]:
+            parts.append(_markdown_details(test, test_details(test)))
+    return "".join(parts)
+
+
+def _markdown_details(test: Mapping[str, Any], blocks: Sequence[tuple[str, str]]) -> str:
+    head = f"<code>{escape(test['nodeid'])}</code>: {escape(reask_mark(test) or test['outcome'])}"
+    body = "".join(f"<b>{escape(title)}</b>\n<pre>{escape(text)}</pre>\n" for title, text in blocks)
+    return f"<details><summary>{head}</summary>\n\n{body}</details>\n"
+
+
 def summary_lines(
     doc: Mapping[str, Any], comparison: Comparison | None
 ) -> list[tuple[str, str | None]]:
@@ -860,7 +1070,7 @@ def summary_lines(
     lines.append(
         (
             f"{totals['llm_tests']} of {totals['tests']} tests called a model: "
-            f"{totals['calls']} calls, {totals['tokens_in']} tokens in, "
+            f"{calls_text(totals)}, {fmt(totals['tokens_in'], 'tokens')} tokens in, "
             f"{totals['tokens_out']} tokens out, {totals['retries']} retries, "
             f"{totals['escalations']} escalations, {totals['cached']} replayed",
             None,
@@ -909,16 +1119,32 @@ def markdown_code(text: object) -> str:
     return f"<code>{markdown_text(text)}</code>"
 
 
+def calls_text(totals: Mapping[str, Any]) -> str:
+    """``9 calls``, or ``9 calls (12 requests)`` when retries and escalations asked more."""
+    requests = totals.get("requests", totals["calls"])
+    more = f" ({requests} requests)" if requests != totals["calls"] else ""
+    return f"{totals['calls']} calls{more}"
+
+
 def model_time(totals: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     return f"model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall"
 
 
 def parallelism(totals: Mapping[str, Any]) -> str:
-    """How much parallelism bought, over live calls only (replayed ones cost no model time)."""
-    if totals["parallelism"] is None:
-        return "every call replayed from cassettes" if totals["cached"] else "no model calls"
+    """How much parallelism bought: the server's busy time over the wall time, for the live
+    calls (replayed ones cost no model time). Without the server's own durations it is not
+    claimed: the client's time counts the wait for a free slot as model time."""
     replayed = f", {totals['cached']} replayed calls left out" if totals["cached"] else ""
-    return f"x{totals['parallelism']:.2f} from parallelism{replayed}"
+    queued = totals.get("queue_ms")
+    waited = f", {queued / 1000:.2f} s queued at the server" if queued and queued >= 5 else ""
+    if totals["parallelism"] is None:
+        if not totals["calls"]:
+            return "no model calls"
+        if totals["cached"] >= totals["calls"]:
+            return "every call replayed from cassettes"
+        return f"parallelism not measured (the server tells no durations){replayed}"
+    busy = f"server busy {totals['server_ms'] / 1000:.2f} s"
+    return f"x{totals['parallelism']:.2f} from parallelism ({busy}{waited}){replayed}"
 
 
 def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
@@ -928,7 +1154,8 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         f"\n## pytest-llm: {outcome_counts(totals)}\n\n",
         _markdown_table(*model_rows(doc)) if doc["models"] else "",
         f"\n{totals['llm_tests']} of {totals['tests']} tests called a model: "
-        f"{totals['calls']} calls, {totals['tokens_in']} tokens in, {totals['tokens_out']} "
+        f"{totals['calls']} calls, {fmt(totals['tokens_in'], 'tokens')} tokens in, "
+        f"{totals['tokens_out']} "
         f"tokens out. {model_time(totals, run).capitalize()} ({parallelism(totals)}).\n",
     ]
     parts += [f"\n**{markdown_text(line)}**\n" for line in down_lines(doc)]
@@ -938,6 +1165,7 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
     )
     if items:
         parts.append(f"\nAccepted only after re-asks:\n\n{items}")
+    parts.append(markdown_tests(doc))
     if comparison is not None:
         parts.append(f"\n### {markdown_text(gate_title(comparison))}\n\n")
         if comparison.regressions:

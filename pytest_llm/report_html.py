@@ -27,6 +27,8 @@ from .report import (
     reask_mark,
     regression_rows,
     scored,
+    test_details,
+    tries,
 )
 
 __all__ = ["render_html"]
@@ -67,6 +69,8 @@ td.id { text-align: left; white-space: normal; overflow-wrap: anywhere; min-widt
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff;
          font-size: 12px; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
+tr.details td { text-align: left; white-space: normal; max-width: 1100px; }
+tr.details pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 8px; }
 """
 
 
@@ -82,7 +86,7 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">{escape(doc["created"])} · {totals["llm_tests"]} of '
         f"{totals['tests']} tests called a model · {totals['calls']} calls · "
-        f"{totals['tokens_in']} tokens in, {totals['tokens_out']} out · "
+        f"{fmt(totals['tokens_in'], 'tokens')} tokens in, {totals['tokens_out']} out · "
         f"{escape(model_time(totals, run))} ({escape(parallelism(totals))})</p>",
     ]
     parts += [f'<div class="box fail">{escape(line)}</div>' for line in down_lines(doc)]
@@ -151,7 +155,9 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
             test["model"] or "",
             " → ".join(test["route"]),
             fmt(test["attempts"] or None),
-            fmt(test["tokens_in"] or None),
+            fmt(test["tokens_in"], "tokens")
+            if test["tokens_in"] is None
+            else fmt(test["tokens_in"] or None),
             fmt(test["tokens_out"] or None),
             fmt(test["latency_ms"], "ms"),
             fmt(test["ttft_ms"], "ms"),
@@ -165,8 +171,26 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
             cells.append(f"<td>{_badge(old['outcome']) if old else 'new'}</td>")
             cells.append(f"<td>{escape(fmt(old.get('score') if old else None, 'score'))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
+        details = _details(test, len(cells))
+        if details:
+            rows.append(details)
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _details(test: Mapping[str, Any], width: int) -> str:
+    """A row under the test's row: why it failed (message, model calls), earlier runs'
+    failures, its scores and pass rates; open for a failed or errored test."""
+    blocks = test_details(test)
+    if not blocks:
+        return ""
+    failing = test["outcome"] in ("failed", "error")
+    summary = "why it failed" if failing else "scores and details"
+    body = "".join(f"<b>{escape(title)}</b><pre>{escape(text)}</pre>" for title, text in blocks)
+    return (
+        f'<tr class="details"><td colspan="{width}"><details{" open" if failing else ""}>'
+        f"<summary>{summary}</summary>{body}</details></td></tr>"
+    )
 
 
 def _run_details(run: Mapping[str, Any]) -> str:
@@ -234,7 +258,9 @@ def _latencies(doc: Mapping[str, Any]) -> dict[str, list[float]]:
     values: dict[str, list[float]] = {model: [] for model in doc["models"]}
     for test in doc["tests"]:
         for call in test["llm"]:
-            values.setdefault(call["model"], []).append(float(call["duration_ms"]))
+            for attempt in tries(call):  # each answer counts for the model that gave it
+                if attempt.get("rejected") != "transport":
+                    values.setdefault(attempt["model"], []).append(float(attempt["duration_ms"]))
     return values
 
 

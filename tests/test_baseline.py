@@ -112,11 +112,13 @@ def test_latency_growth_beyond_the_factor_fails_the_gate(
 ) -> None:
     baseline = make_baseline(pytester, fake)
     doc = json.loads(baseline.read_text())
-    doc["models"]["llama3.2"]["p50_ms"] = 10.0  # as if main answered ten times faster
+    doc["models"]["llama3.2"]["p50_server_ms"] = 10.0  # as if main answered ten times faster
     baseline.write_text(json.dumps(doc))
     result = run(pytester, fake, f"--llm-baseline={baseline}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["  latency * llama3.2 p50 * 10 ms * ms (x*) * x2"])
+    result.stdout.fnmatch_lines(
+        ["  latency * llama3.2 p50 server time * 10 ms * ms (x*) * x2 and +50 ms"]
+    )
     result = run(pytester, fake, f"--llm-baseline={baseline}", "--llm-max-latency-factor=100")
     assert result.ret == pytest.ExitCode.OK
 
@@ -192,7 +194,7 @@ def test_compare_lists_regressions_new_and_removed() -> None:
     comparison = compare(before, now, Limits(max_score_drop=0.1, max_latency_factor=2.0))
     assert [(r.kind, r.subject, r.now) for r in comparison.regressions] == [
         ("now failing", "a", "error"),
-        ("latency", "m p50", "250 ms (x2.5)"),
+        ("latency", "m p50 whole call", "250 ms (x2.5)"),
     ]
     assert comparison.new == ("new",) and comparison.removed == ("gone",)
     assert comparison.failed
