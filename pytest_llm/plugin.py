@@ -37,7 +37,7 @@ from .sampling import ignored_settings
 from .scorers import EmbeddingCache
 from .scoring import Score, activated
 from .timeout_guard import TimeoutGuard
-from .transcript import SECTION, transcript
+from .transcript import SECTION, LiveLog, transcript
 from .xdist import XdistHooks, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
@@ -54,6 +54,8 @@ INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
 CALL_PASSED_KEY = pytest.StashKey[bool]()
 #: The results of an item's model calls until its teardown report (the llm calls section).
 RESULTS_KEY = pytest.StashKey[list[LLMResult]]()
+#: ``--llm-live``: prints each call as it ends.
+LIVE_KEY = pytest.StashKey[LiveLog]()
 #: The ``user_properties`` the ``llm`` fixture adds: calls, scores, samples.
 _PROPERTIES = ("llm", "llm_scores", SAMPLES_PROPERTY)
 
@@ -104,6 +106,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
         parser.addini(f"llm_{suffix}", help_text, type=_ini_type(convert), default=None)
     _add_cassette_and_snapshot_options(parser, group)
+    group.addoption(
+        "--llm-live",
+        dest="llm_live",
+        action="store_true",
+        help="print each model call (prompt, attempts, answer, timings) as it ends; "
+        "in the process that runs the tests, so not with -n",
+    )
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
         if metavar == "PATH":  # a string, relative to the ini file (config.ini_path)
@@ -141,6 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.pluginmanager.register(cassettes, "llm-cassettes")
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
+    if config.getoption("llm_live"):
+        config.stash[LIVE_KEY] = _live_log(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(
             XdistHooks(config.stash[RECORDER_KEY], cassettes), "llm-xdist"
@@ -198,6 +209,7 @@ def llm(
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
     records: list[dict[str, Any]] = []
     results: list[LLMResult] = request.node.stash.setdefault(RESULTS_KEY, [])
+    live = request.config.stash.get(LIVE_KEY, None)
     results.clear()  # a rerun (pytest-rerunfailures) reports its own calls only
     request.node.user_properties[:] = [
         p for p in request.node.user_properties if p[0] not in _PROPERTIES
@@ -209,6 +221,8 @@ def llm(
     def record(result: LLMResult) -> None:
         records.append(result.summary())
         results.append(result)  # for the llm calls section, should the test fail
+        if live is not None:
+            live(request.node.nodeid, len(results), result)
 
     def record_score(score: Score, result: LLMResult, attempt: str | None = None) -> None:
         scores.append({**score.as_dict(), "model": result.model, "attempt": attempt})
@@ -436,6 +450,29 @@ def _filtered(config: pytest.Config) -> bool:
         or getattr(option, "lf", False)
         or any("::" in str(arg) for arg in config.args)
     )
+
+
+def _live_log(config: pytest.Config) -> LiveLog:
+    """``--llm-live``'s printer, on the terminal (past output capture); xdist workers print
+    nowhere, so ``-n`` is refused."""
+    if worker_id(config) is None and (getattr(config.option, "numprocesses", None) or 0):
+        raise pytest.UsageError(
+            "--llm-live prints from the process that runs the tests, which -n moves to "
+            "workers whose output is not shown: run without -n (or with -p no:xdist)"
+        )
+
+    def write(line: str) -> None:  # as pytest's live logging does, past the capture
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is None:
+            reporter.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return LiveLog(write)
 
 
 def _recorder(config: pytest.Config) -> Recorder:

@@ -2,18 +2,21 @@
 
 The ``llm`` fixture keeps the results of a test's calls while it runs; when the test
 fails or errors, :func:`transcript` turns them into the ``llm calls`` section pytest
-shows beside captured output, and the run report carries the same text. Texts are cut
-as in failure messages (:func:`pytest_llm._text.shorten`), and so is the number of calls.
+shows beside captured output, and the run report carries the same text. With
+``--llm-live``, :class:`LiveLog` prints each call the same way as soon as it ends. Texts
+are cut as in failure messages (:func:`pytest_llm._text.shorten`), and so is the number
+of calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from ._text import shorten
 from .result import Attempt, LLMResult
 
-__all__ = ["SECTION", "transcript"]
+__all__ = ["SECTION", "LiveLog", "transcript"]
 
 #: The report section's title (pytest prints it as ``----- llm calls -----``).
 SECTION = "llm calls"
@@ -21,15 +24,31 @@ _SHOWN = 300
 _MAX_CALLS = 20
 
 
-def transcript(results: Sequence[LLMResult], *, max_calls: int = _MAX_CALLS) -> str:
-    """Every call of ``results`` (at most ``max_calls``, the last ones): model, timings and
-    tokens, system prompt, prompt, each rejected attempt with its output and reason, then
-    the answer."""
+class LiveLog:
+    """``--llm-live``: each call of a test printed when it ends (``write`` takes a line),
+    under the test's node id; calls from ``llm.map`` threads do not interleave."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+
+    def __call__(self, nodeid: str, number: int, result: LLMResult) -> None:
+        text = transcript([result], first=number)
+        with self._lock:
+            self._write(f"[llm] {nodeid}")
+            for line in text.splitlines():
+                self._write(f"[llm]   {line}")
+
+
+def transcript(results: Sequence[LLMResult], *, max_calls: int = _MAX_CALLS, first: int = 1) -> str:
+    """Every call of ``results`` (at most ``max_calls``, the last ones; the first is call
+    number ``first``): model, timings and tokens, system prompt, prompt, each rejected
+    attempt with its output and reason, then the answer."""
     shown = list(results)[-max_calls:]
     lines: list[str] = []
     if len(results) > len(shown):
         lines.append(f"({len(results) - len(shown)} earlier call(s) not shown)")
-    first = len(results) - len(shown) + 1
+    first += len(results) - len(shown)
     for number, result in enumerate(shown, first):
         lines.append(_heading(number, result))
         for message in result.messages:

@@ -423,3 +423,36 @@ def test_scores_with_reasons_and_pass_rates_in_html_and_markdown(
     assert "4/4 samples passed: pass rate 100% (95% CI" in page
     markdown = step_summary.read_text()
     assert "### Sampled tests (1)" in markdown and "4/4 samples passed" in markdown
+
+
+LIVE = """
+def test_live(llm):
+    llm.chat("hello", system="Be brief.")
+    llm.map(["one", "two"])
+"""
+
+
+def test_llm_live_prints_each_call_as_it_ends(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LIVE)
+    with FakeOllama("ok") as fake:
+        result = run(pytester, fake, "-p", "no:xdist", "--llm-live")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "[[]llm] test_llm_live_prints_each_call_as_it_ends.py::test_live",
+            "[[]llm]   call 1: llama3.2 [[]* ms, ttft * ms, server * ms], tokens * in / 1 out",
+            "[[]llm]     system: 'Be brief.'",
+            "[[]llm]     user: 'hello'",
+            "[[]llm]     answer: 'ok'",
+        ]
+    )
+    for number in (2, 3):  # the two calls of llm.map, each printed whole, in either order
+        result.stdout.fnmatch_lines([f"[[]llm]   call {number}: llama3.2 *", "[[]llm]     user: *"])
+    assert result.stdout.str().count("[llm]     answer: 'ok'") == 3
+
+
+def test_llm_live_under_xdist_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LIVE)
+    result = pytester.runpytest("--llm-live", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-live prints from the process that runs the tests*"])
