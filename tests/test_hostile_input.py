@@ -72,6 +72,24 @@ def test_a_raw_line_goes_out_verbatim_in_both_wire_formats(fake: FakeOllama) -> 
         Reply(raw_line="x", raw_after=-1)
 
 
+def test_an_interrupting_fake_cuts_the_running_answer_when_another_arrives() -> None:
+    import httpx
+
+    question = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    body = {**question, "stream": True}
+    with (
+        FakeOllama(Reply(content="one two three", token_delay=0.3), interrupting=True) as llama,
+        httpx.Client(base_url=llama.url, timeout=10) as first,
+        httpx.Client(base_url=llama.url, timeout=10) as second,
+        first.stream("POST", "/v1/chat/completions", json=body) as running,
+    ):
+        lines = running.iter_lines()
+        assert '"content":"one"' in next(line for line in lines if line)
+        assert "finish_reason" in second.post("/v1/chat/completions", json=body).text
+        rest = [line for line in lines if line]
+    assert rest == ["data: [DONE]"]  # cut short: no more chunks, no finish_reason
+
+
 # --- item 4: bad input stops before the first call --------------------------------------------
 
 BAD_INPUT = """
@@ -322,14 +340,6 @@ def test_a_server_side_length_stop_names_the_servers_limit(
     assert len(chats(fake)) == 1
 
 
-def _interrupting(fake: FakeOllama) -> Reply | str:
-    """As llama-cpp-python's server: a stream ends with [DONE] and no finish_reason when
-    another request arrives while it runs (here: when one is in flight as it starts)."""
-    if fake.in_flight:
-        return Reply(content="half an answer", raw_line="[DONE]", raw_after=1)
-    return Reply(content="a whole answer", token_delay=0.05)
-
-
 def test_an_interrupting_server_is_served_one_request_at_a_time(
     pytester: pytest.Pytester, fake: FakeOllama
 ) -> None:
@@ -343,11 +353,36 @@ def test_an_interrupting_server_is_served_one_request_at_a_time(
             print("ANSWERS", sorted({r.content for r in results}))
         """
     )
-    fake.script(lambda request: _interrupting(fake))
-    result = run(pytester, "openai", fake.url, "-s")
+    with FakeOllama(Reply(content="a whole answer", token_delay=0.05), interrupting=True) as llama:
+        result = run(pytester, "openai", llama.url, "-s")
+        requests = len(chats(llama))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*ANSWERS [[]'a whole answer']"])
-    assert 4 < len(chats(fake)) <= 12  # interrupted answers retried, within the retries
+    assert 4 < requests <= 12  # interrupted answers retried, within the retries
+
+
+def test_an_interrupting_server_takes_turns_across_xdist_workers(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        @pytest.mark.llm(max_retries=2, retry_delay_seconds=0.1)
+        def test_chat(llm, i):
+            assert llm.chat(f"prompt {i}").content == "a whole answer"
+        """
+    )
+    started = time.monotonic()
+    with FakeOllama(Reply(content="a whole answer", token_delay=0.15), interrupting=True) as llama:
+        result = pytester.runpytest_subprocess(
+            f"--llm-host={llama.url}", "--llm-backend=openai", "-n", "2", "-p", "no:cacheprovider"
+        )
+        requests = len(chats(llama))
+    assert time.monotonic() - started < 60
+    result.assert_outcomes(passed=6)
+    assert 6 < requests <= 18  # interrupted answers retried, within the retries
 
 
 def test_an_interrupted_answer_names_the_servers_flag(

@@ -46,6 +46,7 @@ from ..errors import BackendError, BackendResponseError, BackendTimeout, Backend
 from ..result import Completion
 from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
 from ._deadline_transport import DeadlineTransport
+from ._turns import Turns
 from .deadline import current_deadline
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
@@ -97,10 +98,9 @@ class OpenAIBackend:
             headers=authorization(host, key),
             transport=DeadlineTransport(),  # a chat's deadline bounds its whole answer
         )
-        #: Set once the server interrupted an answer for another request (llama-cpp-python):
-        #: from then on this process sends it one chat at a time.
-        self.one_at_a_time = False
-        self._turn = threading.Lock()
+        #: Chats take turns once the server interrupted an answer for another request
+        #: (llama-cpp-python): in this process and across the run's xdist workers.
+        self._turns = Turns(self.host)
         #: The first of SCHEMA_STYLES this server accepted: later calls start there.
         self.schema_style = SCHEMA_STYLES[0]
         self._identities: dict[str, str] | None = None
@@ -197,15 +197,14 @@ class OpenAIBackend:
 
     def _chat_in_style(self, request: ChatRequest, schema_style: str | None) -> Completion:
         body = self._body(request, schema_style)
-        if self.one_at_a_time:
-            if not self._turn.acquire(timeout=self.timeout_seconds):
-                raise BackendTimeout(self._timeout_message(request.model) + " (waiting for a turn)")
-            try:
-                completion = self._stream(request.model, body)
-            finally:
-                self._turn.release()
-        else:
+        if not self._turns.on:
             completion = self._stream(request.model, body)
+        else:
+            with self._turns.turn(self.timeout_seconds) as mine:
+                if not mine:
+                    waited = self._timeout_message(request.model)
+                    raise BackendTimeout(f"{waited} (waiting for its turn: the server takes one)")
+                completion = self._stream(request.model, body)
         if schema_style is not None:
             self.schema_style = schema_style
         return completion
@@ -249,14 +248,15 @@ class OpenAIBackend:
                 usage = _shaped(event.get("usage") or usage, dict, "its usage", data)
         duration_ms = (time.perf_counter() - started) * 1000
         if finish_reason is None:  # cut off: [DONE] alone is not a finished answer
-            self.one_at_a_time = self.one_at_a_time or done  # interrupted: retried in turn
+            if done:  # interrupted: retried, in turn
+                self._turns.switch_on()
             raise BackendResponseError(
                 f"{self.host} ended the answer of {model!r} without a finish_reason"
                 + (
                     " (the server interrupted it, e.g. llama-cpp-python's server does when"
                     " another request arrives unless started with --interrupt_requests False;"
-                    " this process now sends it one request at a time, other processes such"
-                    " as pytest-xdist workers can still interrupt it)"
+                    " from now on this run sends it one request at a time, but other"
+                    " processes can still interrupt it)"
                     if done
                     else " or [DONE]"
                 )

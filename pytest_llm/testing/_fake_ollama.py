@@ -399,6 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
     _headers_sent = False
     _drip: float | None = None  # the reply's Reply.drip: seconds between the bytes of a stream
     _openai = False  # the request is under /v1: OpenAI's wire format (SSE, error shape)
+    _arrival = 0  # the number of /v1 chat requests that had arrived when this one did
 
     @property
     def fake(self) -> FakeOllama:
@@ -784,6 +785,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not request.messages:
             self._send_error_json(400, "[] is too short - 'messages'")
             return
+        self._arrival = self.fake._chat_arrived()
         reply = self._take_reply(request)
         if reply is None:
             return
@@ -1006,6 +1008,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
         text: dict[str, list[str]] = {"thinking": [], "content": []}
         for sent, (kind, token) in enumerate(self._paced(plan)):
+            if stream and self.fake.interrupting and self.fake._chats != self._arrival:
+                self._stream_event("[DONE]")  # another chat arrived: this one is cut short
+                self._end_stream()
+                return
             if stream:
                 self._raw_line(reply, sent)
             text[kind].append(token)
@@ -1110,6 +1116,10 @@ class FakeOllama:
     ``digest=False`` leaves the ``digest`` field out of ``/api/tags`` and ``/api/ps`` entries.
     ``digests`` maps a model name to the digest served for it (default: a hash of the name);
     change an entry to act out a re-pulled tag (``/v1/models``' ``created`` changes with it).
+    ``interrupting=True`` acts out llama-cpp-python's server without
+    ``--interrupt_requests False``: a streamed ``/v1`` answer that is running when another
+    chat request arrives ends before its next chunk with ``data: [DONE]`` and no
+    ``finish_reason``.
     """
 
     def __init__(
@@ -1121,6 +1131,7 @@ class FakeOllama:
         token_delay: float = 0.0,
         parallel: int | None = None,
         digest: bool = True,
+        interrupting: bool = False,
     ) -> None:
         if first_token_delay < 0 or token_delay < 0:
             raise ValueError("delays must be >= 0")
@@ -1132,6 +1143,8 @@ class FakeOllama:
         self.token_delay = token_delay
         self.parallel = parallel
         self.digest = digest
+        self.interrupting = interrupting
+        self._chats = 0
         self.digests: dict[str, str] = {}
         self.max_in_flight = 0
         self._in_flight = 0
@@ -1241,6 +1254,12 @@ class FakeOllama:
         return f"<FakeOllama {where} models={self.models!r} requests={len(self.requests)}>"
 
     # ---------------------------------------------------------------- used by the handler
+
+    def _chat_arrived(self) -> int:
+        """Count a ``/v1`` chat request in; the count so far (``interrupting`` compares it)."""
+        with self._lock:
+            self._chats += 1
+            return self._chats
 
     def _register(self, connection: socket.socket) -> bool:
         with self._lock:
