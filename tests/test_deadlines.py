@@ -27,6 +27,8 @@ from pytest_llm.errors import BackendBusy, BackendTimeout
 from pytest_llm.pacing import pause_seconds
 from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
+from .conftest import StallingServer
+
 VALID = '{"name": "Lyon"}'
 LONG = " ".join(["word"] * 40)
 CHAT_PATH = {"ollama": "/api/chat", "openai": "/v1/chat/completions"}
@@ -101,6 +103,19 @@ def test_a_call_scope_bounds_the_wait_for_the_first_byte(fake: FakeOllama, kind:
         "time for the whole call ran out (total_timeout_seconds=0.5: every attempt and pause"
     )
     assert chats(fake, kind) == 1
+    assert elapsed < 0.5 + 1
+
+
+def test_a_dripping_embedding_ends_at_the_deadline(kind: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 99999\r\n\r\n"
+    with StallingServer(head=head, tick=b" ", interval=0.05, limit=10) as server:
+        backend = create_backend(kind, server.url, timeout_seconds=0.5)
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout, match=r"within timeout_seconds=0\.5; raise it"):
+            backend.embed("embedder", ["a text"])
+        elapsed = time.monotonic() - started
+        backend.close()
+    assert server.accepted == 1
     assert elapsed < 0.5 + 1
 
 

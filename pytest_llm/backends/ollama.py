@@ -118,10 +118,11 @@ class OllamaBackend:
         )
 
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        try:
-            response = self._client.embed(model=model, input=list(texts))
-        except _CLIENT_ERRORS as exc:
-            raise self._convert(exc, model) from exc
+        with Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds):
+            try:
+                response = self._client.embed(model=model, input=list(texts))
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, model) from exc
         return [list(vector) for vector in response.embeddings]
 
     def digest(self, model: str) -> str | None:
@@ -133,10 +134,11 @@ class OllamaBackend:
         with self._digests_lock:
             if self._digests is None:
                 self._digests = {}
-                try:
-                    listing = self._client.list()
-                except _CLIENT_ERRORS as exc:
-                    raise self._convert(exc, model) from exc
+                with Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds):
+                    try:
+                        listing = self._client.list()
+                    except _CLIENT_ERRORS as exc:
+                        raise self._convert(exc, model) from exc
                 self._digests = {m.model: m.digest for m in listing.models if m.model and m.digest}
         name = model if ":" in model else f"{model}:latest"
         return self._digests.get(model) or self._digests.get(name)

@@ -131,13 +131,14 @@ class OpenAIBackend:
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        try:
-            response = self._client.post("embeddings", json={"model": model, "input": list(texts)})
-            payload = self._json(response)
-            rows = sorted(payload["data"], key=lambda row: row["index"])
-            vectors = [[float(v) for v in row["embedding"]] for row in rows]
-        except _CLIENT_ERRORS as exc:
-            raise self._convert(exc, model) from exc
+        body = {"model": model, "input": list(texts)}
+        with Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds):
+            try:
+                payload = self._json(self._client.post("embeddings", json=body))
+                rows = sorted(payload["data"], key=lambda row: row["index"])
+                vectors = [[float(v) for v in row["embedding"]] for row in rows]
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, model) from exc
         if len(vectors) != len(texts):
             raise BackendResponseError(
                 f"{self.host} returned {len(vectors)} embeddings for {len(texts)} texts"
@@ -156,17 +157,19 @@ class OpenAIBackend:
         with self._identities_lock:
             if self._identities is None:
                 self._identities = {}
-                try:
-                    response = self._client.get("models", timeout=min(self.timeout_seconds, 10))
-                    rows = self._json(response)["data"]
-                    clock = _server_clock(response.headers.get("date"))
-                    self._identities = {
-                        str(row["id"]): _identity(row, clock)
-                        for row in rows
-                        if isinstance(row, dict) and "id" in row
-                    }
-                except _CLIENT_ERRORS as exc:
-                    raise self._convert(exc, model) from exc
+                seconds = min(self.timeout_seconds, 10)
+                with Deadline(model=model, host=self.host, timeout_seconds=seconds):
+                    try:
+                        response = self._client.get("models", timeout=seconds)
+                        rows = self._json(response)["data"]
+                        clock = _server_clock(response.headers.get("date"))
+                        self._identities = {
+                            str(row["id"]): _identity(row, clock)
+                            for row in rows
+                            if isinstance(row, dict) and "id" in row
+                        }
+                    except _CLIENT_ERRORS as exc:
+                        raise self._convert(exc, model) from exc
             # Ollama's /v1 lists "llama3.2:latest" for "llama3.2", as its own API does
             latest = None if ":" in model else self._identities.get(f"{model}:latest")
             return self._identities.get(model, latest)
