@@ -9,7 +9,8 @@ alternating, the script runs
 * the *loaded* suite: every answer takes 250 ms and FakeOllama serves 4 at a time,
 
 and compares the loaded wall time with the ideal (2 s + start-up) as a ratio. The run's
-own ``--llm-report`` gives the parallelism the plugin measured (model time / wall).
+own ``--llm-report`` gives the parallelism the plugin measured (the server's busy time
+over the wall time).
 
     python bench/parallel.py [--runs 3] [--tests 32] [--latency 0.25] [--workers 4]
 """
@@ -86,7 +87,7 @@ def main() -> None:
     print(f"(measured - start-up) / ideal         : {(measured - startup) / ideal:6.3f}")
     print(
         f"parallelism reported by --llm-report  : x{statistics.median(parallelism):.2f} "
-        f"(model time / wall, start-up included); server peak {slots_used} in flight"
+        f"(server busy time / wall, start-up included); server peak {slots_used} in flight"
     )
 
 
