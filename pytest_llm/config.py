@@ -203,6 +203,7 @@ OPTION_FIELDS: dict[str, tuple[str, type]] = {
     "host": ("host", str),
     "backend": ("backend", str),
     "timeout_seconds": ("timeout", float),
+    "total_timeout_seconds": ("total_timeout", float),
     "max_retries": ("retries", int),
     "min_score": ("min_score", float),
     "seed": ("seed", int),

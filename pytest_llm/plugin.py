@@ -68,7 +68,9 @@ _OPTION_HELP = {
     "model": "model to test (default: llama3.2)",
     "host": "model server URL (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
     "backend": "backend kind: ollama or openai (default: ollama)",
-    "timeout_seconds": "seconds before a model call times out (default: 60)",
+    "timeout_seconds": "seconds one answer may take, all of it (default: 60)",
+    "total_timeout_seconds": "seconds one llm call may take, every attempt and pause "
+    "(default: timeout x attempts + backoff)",
     "max_retries": "extra attempts per model after invalid output (default: 2)",
     "min_score": "minimum quality score in [0, 1] for scored calls",
     "seed": "sampling seed sent with every call (default: 42)",

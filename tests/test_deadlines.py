@@ -238,12 +238,27 @@ def test_session_total_timeout_bounds_every_attempt_of_a_call(
         f"BackendTimeout: no answer from 'llama3.2' at {host_of(fake, kind)} within "
         "timeout_seconds=2: the time for the whole call ran out (total_timeout_seconds=3: "
         "every attempt and pause of one llm call); raise it with "
-        "@pytest.mark.llm(total_timeout_seconds=...), or timeout_seconds with --llm-timeout "
+        "@pytest.mark.llm(total_timeout_seconds=...) or --llm-total-timeout "
         "(gave up after 2 attempt(s): the time for the whole call is spent "
         "(total_timeout_seconds=3))"
     )
     assert chats(fake, kind) == 2  # not 6: the second attempt had 1 s left, then none
     assert elapsed < 3 + 2
+
+
+def test_total_timeout_from_the_command_line_and_the_ini(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(llm_config):
+            print("TOTAL", llm_config.total_timeout_seconds, llm_config.worst_case_seconds)
+        """
+    )
+    pytester.makeini("[pytest]\nllm_total_timeout = 7\n")
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*TOTAL 7.0 7.0*"])
+    pytester.runpytest("-s", "--llm-total-timeout=2.5").stdout.fnmatch_lines(["*TOTAL 2.5 2.5*"])
+    bad = pytester.runpytest("--llm-total-timeout=0")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*total_timeout_seconds=0.0 is invalid: expected a number >= 0.001*"])
 
 
 TEST_BUSY = """

@@ -164,8 +164,8 @@ class CallScope:
         return (
             f"no answer from {model!r} at {host} within timeout_seconds={timeout_seconds:g}: "
             f"the time for the whole call ran out ({self.setting}: every attempt and pause "
-            "of one llm call); raise it with @pytest.mark.llm(total_timeout_seconds=...), "
-            "or timeout_seconds with --llm-timeout"
+            "of one llm call); raise it with @pytest.mark.llm(total_timeout_seconds=...) "
+            "or --llm-total-timeout"
         )
 
 
