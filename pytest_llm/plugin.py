@@ -395,7 +395,12 @@ def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> Non
     parser.addini(
         "llm_snapshot_mode", "llm_snapshot comparison: exact, lexical, embedding or structure"
     )
-    parser.addini("llm_snapshot_threshold", "llm_snapshot similarity threshold (default 0.9)")
+    parser.addini(
+        "llm_snapshot_threshold",
+        "llm_snapshot similarity threshold (default 0.9)",
+        type=_ini_type(float),
+        default=None,
+    )
     parser.addini(
         "llm_snapshot_embedding_model", "model of llm_snapshot embeddings (nomic-embed-text)"
     )

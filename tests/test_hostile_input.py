@@ -189,12 +189,17 @@ def test_native_toml_config_takes_typed_values(pytester: pytest.Pytester) -> Non
         llm_min_score = 0.5
         llm_model = "small"
         llm_max_score_drop = 0.2
+        llm_snapshot_threshold = 0.95
         """
     )
-    pytester.makepyfile(SHOW_CONFIG)
+    pytester.makepyfile(
+        SHOW_CONFIG
+        + "\ndef test_snapshot_threshold(pytestconfig):\n"
+        + "    print('THRESHOLD', pytestconfig.getini('llm_snapshot_threshold'))\n"
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "-s")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*CONFIG 30 1 7 0.5 small"])
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*CONFIG 30 1 7 0.5 small*", "*THRESHOLD 0.95*"])
 
 
 def test_native_toml_config_takes_numbers_written_as_strings(pytester: pytest.Pytester) -> None:
