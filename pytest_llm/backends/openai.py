@@ -203,7 +203,9 @@ class OpenAIBackend:
         if not self._turns.on:
             completion = self._stream(request.model, body)
         else:
-            with self._turns.turn(self.timeout_seconds) as mine:
+            deadline = current_deadline()  # entered by chat(): the wait for a turn counts
+            wait = self.timeout_seconds if deadline is None else deadline.remaining()
+            with self._turns.turn(wait) as mine:
                 if not mine:
                     waited = self._timeout_message(request.model)
                     raise BackendTimeout(f"{waited} (waiting for its turn: the server takes one)")
