@@ -8,7 +8,9 @@ Wall-time bounds are upper bounds with room for a loaded machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -337,33 +339,37 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "reply, bound",
+    "reply, bound, xdist",
     [  # each answer takes 4 s: streamed slowly, or with its first byte after 4 s
-        pytest.param(Reply(content=LONG, token_delay=0.1), 3.0, id="mid-answer"),
-        pytest.param(Reply(content="done", first_token_delay=4), 4 + 3.0, id="before-first-byte"),
+        pytest.param(Reply(content=LONG, token_delay=0.1), 3.0, False, id="mid-answer"),
+        pytest.param(Reply(content="done", first_token_delay=4), 4 + 3.0, False, id="first-byte"),
+        pytest.param(Reply(content=LONG, token_delay=0.1), 6.0, True, id="mid-answer-n2"),
     ],
 )
 def test_ctrl_c_during_map_cancels_the_queued_calls(
-    pytester: pytest.Pytester, fake: FakeOllama, reply: Reply, bound: float
+    pytester: pytest.Pytester, fake: FakeOllama, reply: Reply, bound: float, xdist: bool
 ) -> None:
     pytester.makepyfile(TEST_MAP)
     fake.script(reply)
+    dist = ["-n", "2"] if xdist else ["-p", "no:xdist"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", f"--llm-host={fake.url}", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", f"--llm-host={fake.url}", "-p", "no:cacheprovider", *dist],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: Ctrl-C reaches xdist's workers too
     )
     try:
         wait_for(lambda: chats(fake, "ollama") == 2, 30)
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         interrupted = time.monotonic()
         output, _ = process.communicate(timeout=30)
         took = time.monotonic() - interrupted
     finally:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
     time.sleep(0.3)  # a queued call that still started would have arrived by now
     assert "KeyboardInterrupt" in output
     assert chats(fake, "ollama") == 2  # not 6: the queued calls never started
