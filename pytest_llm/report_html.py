@@ -71,6 +71,7 @@ td.id { text-align: left; white-space: normal; overflow-wrap: anywhere; min-widt
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
 tr.details td { text-align: left; white-space: normal; max-width: 1100px; }
 tr.details pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 8px; }
+tr.details details { max-width: 1040px; }
 """
 
 

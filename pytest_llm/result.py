@@ -117,7 +117,7 @@ class LLMResult:
     route: tuple[str, ...] = ()
     load_ms: float = 0.0
     cached: bool = False
-    messages: tuple[Mapping[str, Any], ...] = ()
+    messages: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         return self.content
