@@ -35,6 +35,8 @@ __all__ = [
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 BACKENDS = ("ollama", "openai")
+#: What a quality shortfall does (``HarnessConfig.on_low_quality``).
+ON_LOW_QUALITY = ("fail", "flag", "flag-all")
 #: The longest pause between two attempts of the backoff (a server's Retry-After may ask more).
 MAX_BACKOFF_SECONDS = 30.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -70,6 +72,10 @@ class HarnessConfig:
     min_pass_rate: float = 1.0
     concurrency: int = 4
     check_feedback: bool = False
+    on_low_quality: str = "fail"
+    """A quality shortfall (``ScoreTooLow``, ``PassRateTooLow``; with ``"flag-all"`` also
+    ``OutputInvalid``) fails the test (``"fail"``) or flags it (``"flag"``, ``"flag-all"``):
+    the run does not fail, the test is counted and reported as flagged."""
     """Re-ask with the ``check``'s message or the score and the scorer's reason (which can
     hold the expected answer). Off: the model is only told its answer was not accepted.
     JSON and schema errors are always told."""
@@ -184,6 +190,8 @@ def _validate(c: HarnessConfig) -> None:
     _integer("samples", c.samples, low=1)
     _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
     _integer("concurrency", c.concurrency, low=1)
+    if c.on_low_quality not in ON_LOW_QUALITY:
+        raise _fail("on_low_quality", c.on_low_quality, f"one of {', '.join(ON_LOW_QUALITY)}")
     if not isinstance(c.check_feedback, bool):
         raise _fail("check_feedback", c.check_feedback, "True or False")
     env_name = c.api_key_env
@@ -208,6 +216,7 @@ OPTION_FIELDS: dict[str, tuple[str, type]] = {
     "min_score": ("min_score", float),
     "seed": ("seed", int),
     "judge_model": ("judge_model", str),
+    "on_low_quality": ("on_low_quality", str),
     "model_version": ("model_version", str),
     "api_key_env": ("api_key_env", str),
 }

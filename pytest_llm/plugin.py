@@ -28,8 +28,18 @@ from .config import (
     split_hosts,
 )
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
+from .flags import flag_reason
 from .harness import Harness
 from .junit import JUnitErrors
+from .ladder import (
+    LADDER_KEYS,
+    RUNG_FIXTURE,
+    LadderOptions,
+    LadderSession,
+    call_settings,
+    ladder_of,
+)
+from .ladder import PROPERTY as LADDER_PROPERTY
 from .report import Recorder, ReportOptions, error_info
 from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
@@ -47,6 +57,7 @@ CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 EMBEDDINGS_KEY = pytest.StashKey[EmbeddingCache]()
 HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
+LADDER_KEY = pytest.StashKey[LadderSession]()
 TIMEOUT_GUARD_KEY = pytest.StashKey[TimeoutGuard]()
 #: Set on an item whose setup or call ended in an infrastructure error.
 INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
@@ -75,6 +86,8 @@ _OPTION_HELP = {
     "min_score": "minimum quality score in [0, 1] for scored calls",
     "seed": "sampling seed sent with every call (default: 42)",
     "judge_model": "model that judges outputs (LLM-as-judge scoring)",
+    "on_low_quality": "a score or pass rate under its threshold: fail (default), flag, or "
+    "flag-all (invalid output too); a flagged test does not fail the run",
     "model_version": "a version you declare for the tested model, part of its identity in "
     "cassettes (for servers that tell no digest)",
     "api_key_env": "NAME of the environment variable holding the API key "
@@ -108,6 +121,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--llm-{suffix.replace('_', '-')}", dest=f"llm_{suffix}", help=help_text)
         parser.addini(f"llm_{suffix}", help_text, type=_ini_type(convert), default=None)
     _add_cassette_and_snapshot_options(parser, group)
+    _add_ladder_options(parser, group)
     group.addoption(
         "--llm-live",
         dest="llm_live",
@@ -126,7 +140,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"llm(**settings): settings for the llm fixture; fields: {', '.join(config_field_names())}",
+        "llm(**settings): settings for the llm fixture; fields: "
+        + ", ".join(sorted([*config_field_names(), *LADDER_KEYS])),
     )
     try:
         settings = _base_settings(config)
@@ -151,6 +166,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[CASSETTES_KEY], filtered=_filtered(config), worker=worker
     )
     config.pluginmanager.register(cassettes, "llm-cassettes")
+    try:
+        ladder = LadderSession(LadderOptions.from_config(config), worker=worker)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[LADDER_KEY] = ladder
+    config.pluginmanager.register(ladder, "llm-ladder")
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if config.getoption("llm_live"):
         config.stash[LIVE_KEY] = _live_log(config)
@@ -195,10 +216,35 @@ def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, An
     return made
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The model ladder: a test that uses ``llm`` runs once per model (``pytest_llm.ladder``)."""
+    if "llm" in metafunc.fixturenames:
+        try:
+            models = ladder_of(metafunc.definition, metafunc.config.stash[LADDER_KEY].options)
+        except ConfigError:
+            return  # pytest_pycollect_makeitem makes it the test's collection error
+        if models:
+            metafunc.parametrize(RUNG_FIXTURE, models, ids=list(models), indirect=True)
+
+
 @pytest.fixture
-def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
+def _llm_rung(request: pytest.FixtureRequest) -> str | None:
+    """The model of this test's rung of the ladder (``None``: no ladder)."""
+    model: str | None = getattr(request, "param", None)
+    if model is not None:
+        ladder = ladder_of(request.node, request.config.stash[LADDER_KEY].options)
+        test = request.node.nodeid.rsplit("[", 1)[0]
+        data = {"test": test, "model": model, "ladder": list(ladder)}
+        request.node.user_properties.append((LADDER_PROPERTY, json.dumps(data)))
+    return model
+
+
+@pytest.fixture
+def llm_config(request: pytest.FixtureRequest, _llm_rung: str | None) -> HarnessConfig:
     """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
     config = _item_config(request.node)
+    if _llm_rung is not None:  # the ladder's model for this item
+        config = config.replace(model=_llm_rung)
     request.node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
     request.config.stash[TIMEOUT_GUARD_KEY].check(request.node, config)
     return config
@@ -333,6 +379,32 @@ _UNFINISHED_KEY = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_ladder_and_flags(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing rung of the ladder is ``rung-failed``; a quality shortfall under
+    ``on_low_quality="flag"`` is a flagged pass (``pytest_llm.ladder``, ``flag_reason``)."""
+    report = yield
+    if report.when != "call" or not report.failed or call.excinfo is None:
+        return report
+    if getattr(report, "llm_infrastructure", False):
+        return report  # infrastructure errors are never flagged or forgiven
+    config = item.stash.get(ITEM_CONFIG_KEY, None)
+    reason = flag_reason(call.excinfo.value, config)
+    if reason is not None:
+        report.outcome = "passed"
+        report.longrepr = None
+        report.llm_flagged = reason  # type: ignore[attr-defined]
+        item.user_properties.append(("llm_flagged", reason))  # the teardown report's (JUnit)
+        return report
+    callspec = getattr(item, "callspec", None)
+    model = callspec.params.get(RUNG_FIXTURE) if callspec is not None else None
+    if model is not None and not item.config.stash[LADDER_KEY].options.counts(model):
+        report.llm_rung_failed = True  # type: ignore[attr-defined]
+    return report
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
 def pytest_runtest_makereport_keeps_snapshots(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -371,6 +443,10 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
     failures."""
     if report.when == "call" and getattr(report, "llm_infrastructure", False):
         return "error", "E", "ERROR"
+    if report.when == "call" and getattr(report, "llm_rung_failed", False):
+        return "rung-failed", "r", "RUNG FAILED"  # the llm ladder section says which passed
+    if report.when == "call" and getattr(report, "llm_flagged", None):
+        return "flagged", "f", "FLAGGED"
     return None
 
 
@@ -504,7 +580,27 @@ def _item_config(item: pytest.Item) -> HarnessConfig:
                 f"@pytest.mark.llm takes keyword arguments only, got {marker.args!r}; "
                 "write e.g. @pytest.mark.llm(model='llama3.2')"
             )
-    return resolve(base=item.config.stash[SETTINGS_KEY], markers=[m.kwargs for m in markers])
+    ladder_of(item, item.config.stash[LADDER_KEY].options)  # a bad models= is an error too
+    settings = call_settings(m.kwargs for m in markers)
+    return resolve(base=item.config.stash[SETTINGS_KEY], markers=settings)
+
+
+def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:
+    help_models = "the model ladder: run every llm test once per model, smallest first"
+    group.addoption("--llm-models", dest="llm_models", metavar="A,B,C", help=help_models)
+    parser.addini("llm_models", help_models + " (comma-separated)", default=None)
+    group.addoption(
+        "--llm-ladder-require",
+        dest="llm_ladder_require",
+        metavar="MODEL",
+        help="the ladder's MODEL must pass every test (its failing rungs fail the run)",
+    )
+    group.addoption(
+        "--llm-ladder-strict",
+        dest="llm_ladder_strict",
+        action="store_true",
+        help="every failing rung of the ladder fails the run, as in a plain run",
+    )
 
 
 def _one_line(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:

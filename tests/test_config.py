@@ -38,6 +38,7 @@ def test_design_fields_are_all_present() -> None:
         "api_key_env",  # added with the OpenAI-compatible backend
         "check_feedback",  # re-asks tell a check's message only when asked to
         "model_version",  # declared model identity, for servers that tell no digest
+        "on_low_quality",  # flag instead of fail
         "total_timeout_seconds",  # one bound on every attempt and pause of a call
     }  # fmt: skip
     assert set(config_field_names()) == expected

@@ -1,0 +1,355 @@
+"""The model ladder: every test that uses ``llm`` runs once per model, smallest first, and
+the run says which is the smallest model that passes each test and the whole suite.
+
+``--llm-models=a,b,c`` (ini ``llm_models``; marker ``@pytest.mark.llm(models=[...])`` for
+a test, class or module) turns each such test into one ordinary item per model, its id
+ending in ``[model]``, so ``-k``, ``--lf``, xdist and JUnit work as usual. A test whose
+marker pins ``model=`` is not multiplied unless a marker also gives ``models``.
+
+Failing on a small model is what a ladder is for, so by default a rung that fails is
+reported as ``rung-failed`` (its report stays a failure: JUnit, ``--lf`` and the reports
+see it) and the run fails only when some test passes on no model of its ladder.
+``--llm-ladder-require=MODEL`` makes every rung of MODEL count like a plain test;
+``--llm-ladder-strict`` makes every rung count.
+
+:class:`LadderSession` (a plugin object on the process that prints the summary) gathers
+the rungs from the test reports (``user_properties`` entry ``llm_rung``), decides the exit
+status, prints the ``llm ladder`` section and hands the ``ladder`` part of the JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .errors import ConfigError
+
+__all__ = [
+    "LADDER_KEYS",
+    "PROPERTY",
+    "RUNG_FIXTURE",
+    "LadderOptions",
+    "LadderSession",
+    "ladder_of",
+    "split_models",
+]
+
+#: The fixture parametrized with the rung's model.
+RUNG_FIXTURE = "_llm_rung"
+#: The ``user_properties`` name of a rung: ``{"test", "model", "ladder"}``.
+PROPERTY = "llm_rung"
+_MODULE_PATH = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*:)")
+#: Marker keywords that shape the ladder rather than a call.
+LADDER_KEYS = ("models",)
+
+
+def split_models(text: str | Sequence[str], source: str) -> tuple[str, ...]:
+    """``"a, b"`` or ``["a", "b"]`` → ``("a", "b")``; duplicates and empty names are errors."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise ConfigError(
+            f"{source}={text!r} is invalid: expected model names, smallest first, e.g. "
+            "models=['smollm2:135m', 'qwen2.5:3b'] or --llm-models=smollm2:135m,qwen2.5:3b"
+        )
+    names = [n.strip() for n in names]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}={text!r} names a model twice")
+    return tuple(names)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LadderOptions:
+    """The session's ladder: models (option > ini) and how failing rungs count."""
+
+    models: tuple[str, ...] = ()
+    require: str | None = None
+    strict: bool = False
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> LadderOptions:
+        option = config.getoption("llm_models")
+        ini = config.getini("llm_models")
+        raw, source = (option, "--llm-models") if option else (ini, "ini llm_models")
+        models = split_models(raw, source) if raw else ()
+        return cls(
+            models=models,
+            require=config.getoption("llm_ladder_require") or None,
+            strict=bool(config.getoption("llm_ladder_strict")),
+        )
+
+    def counts(self, model: str) -> bool:
+        """Whether a failing rung of ``model`` fails the run like a plain test."""
+        return self.strict or model == self.require
+
+
+def ladder_of(node: pytest.Item | Any, options: LadderOptions) -> tuple[str, ...]:
+    """The models ``node`` runs on: its closest ``models=`` marker, else the session's
+    ladder unless a marker pins ``model=``; ``()`` for no ladder."""
+    markers = list(node.iter_markers("llm"))
+    for marker in markers:  # closest first
+        if "models" in marker.kwargs:
+            return split_models(marker.kwargs["models"], "@pytest.mark.llm(models=...)")
+    if any("model" in marker.kwargs for marker in markers):
+        return ()
+    return options.models
+
+
+def call_settings(markers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Marker keywords without the ladder's own (which are not call settings)."""
+    return [{k: v for k, v in m.items() if k not in LADDER_KEYS} for m in markers]
+
+
+@dataclass
+class Rung:
+    """One test on one model, as the reports tell it."""
+
+    test: str
+    model: str
+    ladder: tuple[str, ...]
+    outcome: str = "passed"  # passed, failed, error, flagged, skipped
+    reason: str = ""
+    scores: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def score(self) -> float | None:
+        return statistics.fmean(self.scores) if self.scores else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return statistics.median(self.durations) if self.durations else None
+
+
+class LadderSession:
+    """The run's ladder: rungs from the reports, the verdict, the exit status."""
+
+    def __init__(self, options: LadderOptions, *, worker: bool) -> None:
+        self.options = options
+        self.worker = worker
+        self.rungs: dict[tuple[str, str], Rung] = {}
+        self.other_failures = 0
+
+    # --- hooks -------------------------------------------------------------------------
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rung = self._rung(report)
+        if report.failed and not getattr(report, "llm_rung_failed", False):
+            self.other_failures += 1
+        if rung is None:
+            return
+        if report.failed:
+            infra = getattr(report, "llm_infrastructure", False)
+            rung.outcome = "error" if report.when != "call" or infra else "failed"
+            rung.reason = _first_line(report)
+        elif report.skipped and rung.outcome == "passed":
+            rung.outcome = "skipped"
+        elif getattr(report, "llm_flagged", None) and rung.outcome == "passed":
+            rung.outcome, rung.reason = "flagged", str(report.llm_flagged)
+        if report.when == "teardown":
+            for name, value in report.user_properties:
+                if name == "llm":
+                    for record in json.loads(str(value)):
+                        if record.get("model") != rung.model:
+                            continue  # a judge's or escalation's call
+                        rung.durations.append(float(record.get("duration_ms") or 0))
+                        if record.get("score") is not None:
+                            rung.scores.append(float(record["score"]))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """A run whose only failures are rungs of tests that pass on another model passes."""
+        if self.worker or not self.rungs:
+            return
+        failed = session.exitstatus == pytest.ExitCode.TESTS_FAILED
+        if failed and not self.other_failures and not self.unpassed():
+            session.exitstatus = pytest.ExitCode.OK
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.worker or not self.rungs:
+            return
+        terminalreporter.write_sep("=", "llm ladder")
+        for line, color in self.lines():
+            terminalreporter.write_line(line, **({color: True} if color else {}))
+
+    # --- the verdict -------------------------------------------------------------------
+
+    def tests(self) -> dict[str, list[Rung]]:
+        """Each test's rungs, in ladder order."""
+        out: dict[str, list[Rung]] = {}
+        for rung in self.rungs.values():
+            out.setdefault(rung.test, []).append(rung)
+        for rungs in out.values():
+            rungs.sort(key=lambda r: r.ladder.index(r.model))
+        return dict(sorted(out.items()))
+
+    def unpassed(self) -> list[str]:
+        """Tests that passed on no model of their ladder (they fail the run)."""
+        return [
+            test
+            for test, rungs in self.tests().items()
+            if not any(r.outcome in ("passed", "flagged") for r in rungs)
+            and not all(r.outcome == "skipped" for r in rungs)
+        ]
+
+    def document(self) -> dict[str, Any]:
+        """The ``ladder`` part of the JSON report."""
+        tests = self.tests()
+        models = self._models()
+        per_test = {}
+        for test, rungs in tests.items():
+            smallest = next((r.model for r in rungs if r.outcome == "passed"), None)
+            per_test[test] = {
+                "smallest_passing": smallest,
+                "rungs": [
+                    {
+                        "model": r.model,
+                        "outcome": r.outcome,
+                        "score": r.score,
+                        "p50_ms": r.p50_ms,
+                        "reason": r.reason or None,
+                    }
+                    for r in rungs
+                ],
+            }
+        passes = {m: self._passes(tests, m) for m in models}
+        sufficient = next((m for m in models if passes[m][0] == passes[m][1]), None)
+        largest = models[-1] if models else None
+        return {
+            "models": list(models),
+            "passes": {m: {"passed": p, "tests": n} for m, (p, n) in passes.items()},
+            "smallest_sufficient": sufficient,
+            "needs_largest": [
+                t
+                for t, entry in per_test.items()
+                if largest and entry["smallest_passing"] == largest
+            ],
+            "speedup": self._speedup(sufficient, largest),
+            "tests": per_test,
+            "verdict": self.verdict(),
+        }
+
+    def verdict(self) -> str:
+        """The sentence a person acts on."""
+        tests = self.tests()
+        models = self._models()
+        if not models:
+            return "no ladder ran"
+        parts = []
+        sufficient = None
+        for model in models:
+            passed, total = self._passes(tests, model)
+            parts.append(f"{model} passes {passed}/{total}")
+            if passed == total and sufficient is None:
+                sufficient = model
+                break
+        largest = models[-1]
+        if sufficient is None:
+            return "; ".join(parts) + f": no model passes every test, not even {largest}"
+        speed = self._speedup(sufficient, largest)
+        if speed is not None and sufficient != largest:
+            parts[-1] += f" at {speed:.1f}x the speed of {largest}"
+        needing = [
+            t
+            for t, rungs in tests.items()
+            if _smallest(rungs) == sufficient and sufficient != models[0]
+        ]
+        sentence = "; ".join(parts) + f": the smallest model for this suite is {sufficient}"
+        if needing:
+            shown = ", ".join(needing[:5]) + (
+                f" and {len(needing) - 5} more" if len(needing) > 5 else ""
+            )
+            sentence += f"; the {len(needing)} test(s) that need it: {shown}"
+        return sentence
+
+    def lines(self) -> list[tuple[str, str | None]]:
+        """The ``llm ladder`` section: a test x model grid, failures on every model, verdict."""
+        models = self._models()
+        tests = self.tests()
+        rows = []
+        for test, rungs in tests.items():
+            by_model = {r.model: r for r in rungs}
+            cells = [_cell(by_model[m]) if m in by_model else "-" for m in models]
+            rows.append([test, *cells, _smallest(rungs) or "none"])
+        header = ["test", *models, "smallest passing"]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        out: list[tuple[str, str | None]] = [
+            ("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), None)
+        ]
+        for row in rows:
+            text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            out.append((text, "red" if row[-1] == "none" else None))
+        for test in self.unpassed():
+            reasons = "; ".join(f"{r.model}: {r.reason}" for r in tests[test] if r.reason)
+            out.append((f"FAILED on every model: {test} ({reasons})", "red"))
+        out.append((self.verdict(), "bold"))
+        return out
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _rung(self, report: pytest.TestReport) -> Rung | None:
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                data = json.loads(str(value))
+                key = (data["test"], data["model"])
+                rung = self.rungs.get(key)
+                if rung is None:
+                    rung = Rung(
+                        test=data["test"], model=data["model"], ladder=tuple(data["ladder"])
+                    )
+                    self.rungs[key] = rung
+                return rung
+        return None
+
+    def _models(self) -> list[str]:
+        """Every model of the run's ladders, in ladder order (the session's first)."""
+        order: list[str] = list(self.options.models)
+        for rung in self.rungs.values():
+            for model in rung.ladder:
+                if model not in order:
+                    order.append(model)
+        seen = {r.model for r in self.rungs.values()}
+        return [m for m in order if m in seen]
+
+    @staticmethod
+    def _passes(tests: Mapping[str, list[Rung]], model: str) -> tuple[int, int]:
+        ran = [r for rungs in tests.values() for r in rungs if r.model == model]
+        counted = [r for r in ran if r.outcome != "skipped"]
+        return sum(r.outcome == "passed" for r in counted), len(counted)
+
+    def _speedup(self, small: str | None, large: str | None) -> float | None:
+        """How many times faster ``small`` answers than ``large`` (median call time)."""
+        if small is None or large is None:
+            return None
+        times = {
+            m: [d for r in self.rungs.values() if r.model == m for d in r.durations if d > 0]
+            for m in (small, large)
+        }
+        if not times[small] or not times[large]:
+            return None
+        return statistics.median(times[large]) / statistics.median(times[small])
+
+
+def _smallest(rungs: Sequence[Rung]) -> str | None:
+    return next((r.model for r in rungs if r.outcome == "passed"), None)
+
+
+def _cell(rung: Rung) -> str:
+    score = "" if rung.score is None else f" {rung.score:.2f}"
+    p50 = "" if rung.p50_ms is None else f" {rung.p50_ms:.0f}ms"
+    return f"{rung.outcome}{score}{p50}"
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    text = getattr(report, "longreprtext", "") or ""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("E ")]
+    line = lines[0][1:].strip() if lines else (text.strip().splitlines() or [""])[-1]
+    line = _MODULE_PATH.sub("", line)  # pytest_llm.errors.ScoreTooLow: → ScoreTooLow:
+    return line if len(line) <= 160 else line[:157] + "..."
