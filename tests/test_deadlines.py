@@ -191,8 +191,15 @@ def error_line(result: pytest.RunResult) -> str:
     return lines[at + 1]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(content=LONG, drip=0.1), id="drip"),
+        pytest.param(Reply(content=LONG, endless_after=2), id="endless-line"),
+    ],
+)
 def test_session_a_drip_never_holds_a_test_past_the_timeout_plus_1s_per_attempt(
-    pytester: pytest.Pytester, fake: FakeOllama, kind: str
+    pytester: pytest.Pytester, fake: FakeOllama, kind: str, reply: Reply
 ) -> None:
     pytester.makepyfile(
         """
@@ -203,7 +210,7 @@ def test_session_a_drip_never_holds_a_test_past_the_timeout_plus_1s_per_attempt(
             llm.chat("hi")
         """
     )
-    fake.script(Reply(content=LONG, drip=0.1))
+    fake.script(reply)
     started = time.monotonic()
     result = session(pytester, fake, kind)
     elapsed = time.monotonic() - started
@@ -392,7 +399,7 @@ def test_chat(llm):
 
 
 def test_pytest_timeout_stops_the_calls_and_they_still_show(
-    pytester: pytest.Pytester, fake: FakeOllama
+    pytester: pytest.Pytester, fake: FakeOllama, kind: str
 ) -> None:
     pytester.makepyfile(TEST_TIMEOUTS)
     fake.script(
@@ -402,12 +409,9 @@ def test_pytest_timeout_stops_the_calls_and_they_still_show(
     )
     started = time.monotonic()
     result = pytester.runpytest_subprocess(
-        f"--llm-host={fake.url}",
-        "-p",
-        "no:cacheprovider",
-        "--llm-report=report.json",
-        "-p",
-        "no:xdist",
+        f"--llm-backend={kind}",
+        f"--llm-host={host_of(fake, kind)}",
+        *("-p", "no:cacheprovider", "-p", "no:xdist", "--llm-report=report.json"),
     )
     elapsed = time.monotonic() - started
     result.assert_outcomes(failed=2)
@@ -418,13 +422,14 @@ def test_pytest_timeout_stops_the_calls_and_they_still_show(
     assert "a call may take 91.5 s (timeout_seconds=30 x 3 attempt(s) + 1.5 s of backoff)" in (
         result.stdout.str().replace("\n", " ")
     )
-    assert chats(fake, "ollama") == 3  # 2 of the map (4 queued never started), 1 chat
+    assert chats(fake, kind) == 3  # 2 of the map (4 queued never started), 1 chat
     tests = {
         t["nodeid"].rsplit("::", 1)[1]: t
         for t in json.loads((pytester.path / "report.json").read_text())["tests"]
     }
     for name, calls in (("test_map", 2), ("test_chat", 1)):
         record = tests[name]
-        assert (record["calls"], record["model"], record["host"]) == (calls, "llama3.2", fake.url)
+        host = host_of(fake, kind)
+        assert (record["calls"], record["model"], record["host"]) == (calls, "llama3.2", host)
         assert all(not c["success"] for c in record["llm"])
     assert elapsed < 2 + 1 + 10  # the two limits, and a subprocess's start on a loaded machine
