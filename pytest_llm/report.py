@@ -123,7 +123,8 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
 
 ``llm`` holds the per-call records exactly as the ``llm`` user property carries
 them (``LLMResult.summary()``: the accepted answer's figures, ``total_tokens_in`` and
-``total_tokens_out`` over every attempt, and ``tries``, one entry of figures per
+``total_tokens_out`` over every attempt, ``answer``, the answer's first 500 characters
+(the baseline gate shows it beside the new one), and ``tries``, one entry of figures per
 attempt: model, rejected, tokens, duration_ms, ttft_ms, server_ms, queue_ms, load_ms,
 score, cached), ``samples`` the ``llm_samples`` property
 (``SampleResult.summary()``: n, runs, passes, rate, 95% interval, verdict). A test
@@ -988,6 +989,50 @@ def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def answers_text(test: Mapping[str, Any] | None) -> str:
+    """A test's answers, one call a line (``call 2 [model, score 0.40]: text``), as its
+    records keep them (the first characters of each)."""
+    if test is None:
+        return "(not in this run)"
+    lines = []
+    for number, call in enumerate(test.get("llm", []), 1):
+        score = "" if call.get("score") is None else f", score {float(call['score']):.2f}"
+        verdict = "" if call.get("success", True) else ", not accepted"
+        answer = call.get("answer")
+        shown = "(not recorded)" if answer is None else repr(answer)
+        lines.append(f"call {number} [{call['model']}{score}{verdict}]: {shown}")
+    return "\n".join(lines) or "(no model calls)"
+
+
+def regressed_answers(comparison: Comparison, doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """For each test the gate failed (now failing, score drop): its node id, the baseline's
+    answers and this run's, to be shown side by side."""
+    now = {t["nodeid"]: t for t in doc["tests"]}
+    subjects = dict.fromkeys(
+        r.subject for r in comparison.regressions if r.kind in ("now failing", "score drop")
+    )
+    return [
+        (nodeid, answers_text(comparison.tests.get(nodeid)), answers_text(now.get(nodeid)))
+        for nodeid in subjects
+    ]
+
+
+def _markdown_answers(comparison: Comparison, doc: Mapping[str, Any]) -> str:
+    rows = regressed_answers(comparison, doc)[:_MARKDOWN_FAILURES]
+    if not rows:
+        return ""
+    cells = "".join(
+        f"<tr><td><code>{escape(nodeid)}</code></td><td><pre>{escape(before)}</pre></td>"
+        f"<td><pre>{escape(after)}</pre></td></tr>\n"
+        for nodeid, before, after in rows
+    )
+    return (
+        "\n<details open><summary>Answers of the regressed tests: baseline and now"
+        "</summary>\n\n<table><tr><th>test</th><th>baseline</th><th>now</th></tr>\n"
+        f"{cells}</table>\n</details>\n"
+    )
+
+
 def score_lines(test: Mapping[str, Any]) -> list[str]:
     """A test's scores, one per line: scorer, value, threshold, verdict, model, reason.
     Scores of answers a low score rejected say so (the test is scored by its accepted
@@ -1170,6 +1215,7 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         parts.append(f"\n### {markdown_text(gate_title(comparison))}\n\n")
         if comparison.regressions:
             parts.append(_markdown_table(*regression_rows(comparison)))
+            parts.append(_markdown_answers(comparison, doc))
         for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
             if ids:
                 items = "".join(f"- {markdown_code(nodeid)}\n" for nodeid in ids)

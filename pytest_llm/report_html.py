@@ -1,9 +1,12 @@
-"""The HTML report (``--llm-html``): one self-contained file, no script, no network.
+"""The HTML report (``--llm-html``): one self-contained file, nothing fetched.
 
 Plots are inline SVG drawn here from the report document (see
 :mod:`pytest_llm.report`): the score distribution per model, latency per model
 (a box plot over every call) and the pass rate per model against the baseline.
-Under them, the per-model table and the per-test table (failures first).
+Under them, the per-model table and the per-test table (failures first, each test's
+details under its row), with a filter box and sortable columns: a few lines of inline
+script (:data:`_SCRIPT`); without it the page reads the same, unfiltered and unsorted.
+A filter and a sort can come with the address: ``report.html#filter=test_city&sort=score``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .report import (
     parallelism,
     percentile,
     reask_mark,
+    regressed_answers,
     regression_rows,
     scored,
     test_details,
@@ -45,6 +49,53 @@ _OUTCOME_COLORS = {
 _LABEL_W = 150  # room for model names left of every plot
 _PLOT_W = 420
 _ROW_H = 34
+
+#: Filter box and sortable columns of the tests table. A test's row and its details row
+#: (``tr.details``) move and hide together; numbers sort as numbers, ``-`` last.
+_SCRIPT = """
+(function () {
+  var table = document.getElementById("tests"), box = document.getElementById("filter");
+  if (!table || !box) return;
+  var body = table.tBodies[0];
+  function groups() {
+    var out = [], rows = Array.prototype.slice.call(body.rows);
+    rows.forEach(function (r) {
+      if (r.classList.contains("details") && out.length) out[out.length - 1].push(r);
+      else out.push([r]);
+    });
+    return out;
+  }
+  function filter() {
+    var q = box.value.toLowerCase();
+    groups().forEach(function (g) {
+      var hit = !q || g.some(function (r) { return r.textContent.toLowerCase().indexOf(q) >= 0; });
+      g.forEach(function (r) { r.style.display = hit ? "" : "none"; });
+    });
+  }
+  function key(g, i) {
+    var t = (g[0].cells[i] || {textContent: ""}).textContent.trim(), n = parseFloat(t);
+    return isNaN(n) ? [1, t.toLowerCase()] : [0, n];
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+    th.style.cursor = "pointer";
+    th.addEventListener("click", function () {
+      var up = th.getAttribute("data-sort") !== "up";
+      th.setAttribute("data-sort", up ? "up" : "down");
+      groups().sort(function (a, b) {
+        var x = key(a, i), y = key(b, i), c = x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1]);
+        return up ? c : -c;
+      }).forEach(function (g) { g.forEach(function (r) { body.appendChild(r); }); });
+    });
+  });
+  box.addEventListener("input", filter);
+  var m = /[#&]filter=([^&]*)/.exec(location.hash);
+  if (m) { box.value = decodeURIComponent(m[1]); filter(); }
+  var s = /[#&]sort=([^&]*)/.exec(location.hash);
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+    if (s && th.textContent === decodeURIComponent(s[1])) th.click();
+  });
+})();
+"""
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px;
@@ -72,6 +123,8 @@ pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
 tr.details td { text-align: left; white-space: normal; max-width: 1100px; }
 tr.details pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 8px; }
 tr.details details { max-width: 1040px; }
+table.answers td { text-align: left; vertical-align: top; white-space: normal; }
+table.answers pre { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 480px; margin: 0; }
 """
 
 
@@ -92,7 +145,7 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
     ]
     parts += [f'<div class="box fail">{escape(line)}</div>' for line in down_lines(doc)]
     if comparison is not None:
-        parts.append(_gate(comparison))
+        parts.append(_gate(comparison, doc))
     parts += [
         '<h2>Plots</h2><div class="plots">',
         _figure("Score distribution per model", _score_plot(doc)),
@@ -102,9 +155,12 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         "<h2>Models</h2>",
         _table(*model_rows(doc)),
         "<h2>Tests</h2>",
+        '<p><input id="filter" type="search" placeholder="filter tests: id, outcome, model'
+        '..." size="48"> <span class="muted">click a column title to sort</span></p>',
         _tests_table(doc, comparison),
         "<h2>Run</h2>",
         _run_details(run),
+        f"<script>{_SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -113,11 +169,23 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
 # --- page parts -------------------------------------------------------------------------------
 
 
-def _gate(comparison: Comparison) -> str:
+def _gate(comparison: Comparison, doc: Mapping[str, Any]) -> str:
     kind = "fail" if comparison.failed else "pass"
     out = [f'<div class="box {kind}"><b>{escape(gate_title(comparison))}</b>']
     if comparison.regressions:
         out.append(_table(*regression_rows(comparison)))
+    answers = regressed_answers(comparison, doc)
+    if answers:  # what the model said then and now, for each test the gate failed
+        rows = "".join(
+            f'<tr><td class="id">{escape(nodeid)}</td><td><pre>{escape(before)}</pre></td>'
+            f"<td><pre>{escape(after)}</pre></td></tr>"
+            for nodeid, before, after in answers
+        )
+        out.append(
+            "<details open><summary>Answers of the regressed tests: baseline and now</summary>"
+            '<table class="answers"><thead><tr><th>test</th><th>baseline</th><th>now</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table></details>"
+        )
     for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
         if ids:
             items = "".join(f"<li><code>{escape(i)}</code></li>" for i in ids)
@@ -176,7 +244,8 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
         if details:
             rows.append(details)
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    body = "".join(rows)
+    return f'<table id="tests"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _details(test: Mapping[str, Any], width: int) -> str:

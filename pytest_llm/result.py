@@ -153,8 +153,9 @@ class LLMResult:
 
     def summary(self) -> dict[str, Any]:
         """The small, JSON-friendly record the plugin attaches to the test report: the
-        accepted answer's figures, the totals over every attempt, and ``tries``, the
-        figures of each attempt (no text: see :func:`pytest_llm.transcript.transcript`)."""
+        accepted answer's figures, the totals over every attempt, ``answer``, its first
+        ``ANSWER_CHARS`` characters, and ``tries``, the figures of each attempt (no text:
+        see :func:`pytest_llm.transcript.transcript`)."""
         return {
             "model": self.model,
             "route": list(self.route),
@@ -172,8 +173,17 @@ class LLMResult:
             "attempts": len(self.attempts),
             "score": self.score,
             "cached": self.cached,
+            "answer": _excerpt(self.content),
             "tries": [a.figures() for a in self.attempts],
         }
+
+
+#: How much of an answer a call's record keeps (the baseline gate shows it beside the new one).
+ANSWER_CHARS = 500
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= ANSWER_CHARS else f"{text[:ANSWER_CHARS]}... ({len(text)} chars)"
 
 
 def _rounded(value: float | None) -> float | None:

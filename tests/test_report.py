@@ -203,7 +203,8 @@ def test_junit_step_summary_and_html(
 
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
-    assert "<script" not in page and "src=" not in page and "<link" not in page
+    # self-contained: one inline script (filter, sort), nothing fetched
+    assert page.count("<script") == 1 and "src=" not in page and "<link" not in page
     assert page.count('class="id"') == 10  # one row per test
     assert "test_wrong" in page and ">failed<" in page
 

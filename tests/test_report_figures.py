@@ -5,6 +5,9 @@ check the report against what the server itself served."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -456,3 +459,90 @@ def test_llm_live_under_xdist_is_a_usage_error(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest("--llm-live", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-live prints from the process that runs the tests*"])
+
+
+GATED = """
+def graded(result):
+    return float(result.content.split()[0])
+
+def test_tone(llm):
+    llm.chat("tone", scorer=graded)
+
+def test_city(llm):
+    assert "Paris" in llm.chat("city").content
+"""
+
+
+def test_a_failed_gate_shows_the_baseline_answer_beside_the_new_one(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(GATED)
+    answers = {"tone": "0.9 <i>warm</i> reply", "city": "Paris, of course"}
+    baseline, html = pytester.path / "baseline.json", pytester.path / "r.html"
+    with FakeOllama(lambda request: answers[request.messages[-1]["content"]]) as fake:
+        run(pytester, fake, f"--llm-report={baseline}").assert_outcomes(passed=2)
+        answers.update(tone="0.2 <i>cold</i> reply", city="Lyon")
+        step_summary = pytester.path / "summary.md"
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+        result = run(pytester, fake, f"--llm-baseline={baseline}", f"--llm-html={html}")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    page, markdown = html.read_text(), step_summary.read_text()
+    for text in (page, markdown):
+        assert "Answers of the regressed tests: baseline and now" in text
+        assert (
+            "call 1 [llama3.2, score 0.90]: &#x27;0.9 &lt;i&gt;warm&lt;/i&gt; reply&#x27;" in text
+        )
+        assert (
+            "call 1 [llama3.2, score 0.20]: &#x27;0.2 &lt;i&gt;cold&lt;/i&gt; reply&#x27;" in text
+        )
+        assert "call 1 [llama3.2]: &#x27;Paris, of course&#x27;" in text
+        assert "call 1 [llama3.2]: &#x27;Lyon&#x27;" in text
+        assert "<i>" not in text
+    # side by side: the baseline's answer and the new one in one row
+    row = page[page.index("&#x27;0.9 &lt;i&gt;warm") :]
+    assert row.index("0.2 &lt;i&gt;cold") < row.index("</tr>")
+
+
+def test_the_html_tests_table_filters_and_sorts_in_a_browser(
+    pytester: pytest.Pytester, failing: Path
+) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    html = pytester.path / "r.html"
+    with FakeOllama(_answers) as fake:
+        run(pytester, fake, "-p", "no:xdist", f"--llm-html={html}").assert_outcomes(
+            passed=1, failed=2
+        )
+
+    def rows(fragment: str) -> list[tuple[bool, str]]:
+        """(shown, first cell) of the tests table's rows, after the page's script ran."""
+        dom = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+             f"{html.as_uri()}#{fragment}"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        table = dom[dom.index('<table id="tests">') :]
+        table = table[: table.index("</table>")]
+        found = re.findall(
+            r'<tr( class="details")?( style="display: none;")?>\s*<td[^>]*>([^<]*)', table
+        )
+        return [(not hidden, cell or "(details)") for _, hidden, cell in found]
+
+    module = "test_the_html_tests_table_filters_and_sorts_in_a_browser.py"
+    assert rows("filter=test_fine") == [
+        (False, f"{module}::test_triage"),
+        (False, "(details)"),  # a test's details hide with it
+        (False, f"{module}::test_json"),
+        (False, "(details)"),
+        (True, f"{module}::test_fine"),
+    ]
+    ordered = [cell for shown, cell in rows("sort=test") if shown]
+    assert ordered == [
+        f"{module}::test_fine",
+        f"{module}::test_json",
+        "(details)",  # details move with their test
+        f"{module}::test_triage",
+        "(details)",
+    ]
