@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from fnmatch import fnmatchcase
 
+import httpx
 import pytest
 
 from pytest_llm import HarnessConfig
@@ -65,6 +66,41 @@ def ask(backend: Backend) -> None:
 
 def first_line(error: BaseException) -> str:
     return str(error).splitlines()[0]
+
+
+# --- FakeOllama's faults of time ------------------------------------------------------------
+
+
+def test_the_fake_drips_a_stream_one_byte_at_a_time(fake: FakeOllama, kind: str) -> None:
+    fake.script(Reply(content="a b", drip=0.01))
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", fake.url + CHAT_PATH[kind], json=body, timeout=10) as response:
+        pieces = list(response.iter_raw())
+    assert all(len(piece) == 1 for piece in pieces[1:])  # the first may join the headers' read
+    text = b"".join(pieces).decode()
+    assert text.count("\n") >= 3 and ('"done":true' in text or "[DONE]" in text)
+
+
+def test_the_fake_sends_a_line_that_never_ends(fake: FakeOllama, kind: str) -> None:
+    fake.script(Reply(content="a b", endless_after=1, drip=0.02))
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    received = b""
+    with httpx.stream("POST", fake.url + CHAT_PATH[kind], json=body, timeout=10) as response:
+        for piece in response.iter_raw():
+            received += piece
+            if received.endswith(b"x" * 20):
+                break
+    last = received.rsplit(b"\n", 1)[1]
+    assert last.endswith(b'"content":"' + b"x" * 20)  # still going, never ended
+    wait_for(lambda: fake.in_flight == 0, 5)  # the client hung up: the fake lets go
+
+
+@pytest.mark.parametrize("header", [2, "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_the_fake_says_retry_after(fake: FakeOllama, kind: str, header: int | str) -> None:
+    fake.script(Reply(status=429, retry_after=header))
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(fake.url + CHAT_PATH[kind], json=body, timeout=10)
+    assert (response.status_code, response.headers["retry-after"]) == (429, str(header))
 
 
 # --- one answer: the backends ----------------------------------------------------------------

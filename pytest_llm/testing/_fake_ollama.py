@@ -594,9 +594,11 @@ class _Handler(BaseHTTPRequestHandler):
         """A stream line that never ends (Reply.endless_after): its text grows by one byte
         every ``drip`` seconds (0.05 s by default) until the client hangs up or we stop."""
         self._start_stream()
-        head = {"model": model, "message": {"role": "assistant", "content": ""}}
-        start = json.dumps(head, separators=(",", ":"))[: -len('""}}')] + '"'
-        self._write_raw((b"data: " if self._openai else b"") + start.encode())
+        if self._openai:  # a chunk event whose content never ends
+            start = f'data: {{"model":"{model}","choices":[{{"index":0,"delta":{{"content":"'
+        else:
+            start = f'{{"model":"{model}","message":{{"role":"assistant","content":"'
+        self._write_raw(start.encode())
         while True:
             self._sleep(self._drip if self._drip is not None else _POLL)
             self._write_raw(b"x")
