@@ -175,6 +175,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if config.getoption("llm_live"):
         config.stash[LIVE_KEY] = _live_log(config)
+    if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None) and not worker:
+        from .html_extras import PytestHtmlHooks  # pytest-html's hooks exist only with it
+
+        config.pluginmanager.register(PytestHtmlHooks(), "llm-pytest-html")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(
             XdistHooks(config.stash[RECORDER_KEY], cassettes), "llm-xdist"

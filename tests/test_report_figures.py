@@ -11,6 +11,7 @@ import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -546,3 +547,38 @@ def test_the_html_tests_table_filters_and_sorts_in_a_browser(
         f"{module}::test_triage",
         "(details)",
     ]
+
+
+def test_pytest_html_shows_each_tests_model_score_tokens_and_calls(
+    pytester: pytest.Pytester, failing: Path
+) -> None:
+    pytest.importorskip("pytest_html")
+    pytester.makepyfile(
+        test_scored="from pytest_llm import Score\n\n"
+        "def test_scored(llm):\n"
+        "    llm.chat('hello', scorer=lambda r: Score(value=0.75, name='fine'))\n"
+    )
+    html = pytester.path / "pytest-html.html"
+    with FakeOllama(_answers) as fake:
+        run(pytester, fake, "-n", "2", f"--html={html}", "--self-contained-html").assert_outcomes(
+            passed=2, failed=2
+        )
+    page = html.read_text()
+    for title in ("model", "score", "tokens"):
+        assert f'data-column-type="llm_{title}">{title}</th>' in page
+    blob = json.loads(unescape(re.search(r'data-jsonblob="([^"]*)"', page)[1]))
+    tests = {nodeid.rsplit("::", 1)[1]: entries[-1] for nodeid, entries in blob["tests"].items()}
+    assert tests["test_scored"]["resultsTableRow"][2:5] == [
+        '<td class="col-llm_model">llama3.2</td>',
+        '<td class="col-llm_score">0.75</td>',
+        '<td class="col-llm_tokens">1 in / 1 out</td>',
+    ]
+    assert tests["test_scored"]["llm_score"] == "0.75"  # what pytest-html sorts on
+    triage = tests["test_triage"]
+    assert triage["resultsTableRow"][4] == '<td class="col-llm_tokens">10 in / 2 out</td>'
+    # its calls, escaped: the one-line summary and, as it failed, the llm calls section
+    assert "call 1: llama3.2, " in triage["log"]
+    assert ": &#x27;billing &lt;b&gt;now&lt;/b&gt;&#x27;</pre>" in triage["log"]
+    assert "- llm calls -" in triage["log"]
+    assert "user: &#x27;ticket: I forgot my password&#x27;" in triage["log"]
+    assert "<b>now</b>" not in triage["log"]
