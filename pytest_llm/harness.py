@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._text import shorten
@@ -65,6 +65,16 @@ class _Call:
     """The route to try (``model`` then ``escalate_to``; ``sample`` may narrow it)."""
     answers: int = 1
     """Answers to judge per model before moving on (``1 + max_retries``, or fewer)."""
+
+
+@dataclass
+class _Progress:
+    """What one call has done so far, for the report of a call its test's interruption stops."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    route: list[str] = field(default_factory=list)
+    started: float = 0.0
+    """When the current attempt (or pause) began (``perf_counter``)."""
 
 
 class Harness:
@@ -334,28 +344,33 @@ class Harness:
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         scope = scope_for(call.config, interrupt)
+        progress = _Progress()
         with call_scope(scope):  # model calls made by a check or a scorer share its time
-            return self._attempts(call, scope)
+            try:
+                return self._attempts(call, scope, progress)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # Ctrl-C, pytest-timeout, pytest.exit
+                    self._stopped(progress, _describe(exc))
+                raise
 
-    def _attempts(self, call: _Call, scope: CallScope) -> LLMResult:
+    def _attempts(self, call: _Call, scope: CallScope, progress: _Progress) -> LLMResult:
         __tracebackhide__ = True
         cfg = call.config
         backend = self._backend_for(cfg)
-        attempts: list[Attempt] = []
-        route: list[str] = []
+        attempts, route = progress.attempts, progress.route
         for model in call.models:
             route.append(model)
             conversation = list(call.messages)
             answers = transport_failures = 0
             while answers < call.answers:
-                started = time.perf_counter()
+                progress.started = time.perf_counter()
                 try:
                     completion = backend.chat(self._request(call, model, conversation))
                     completion = _identified(completion, backend, cfg.model_version)
                 except BackendError as exc:
                     exc.host = exc.host or cfg.host  # as configured: the pool's name
                     if scope.stopped:
-                        self._stopped(attempts, route, model, str(exc), started)
+                        self._stopped(progress, str(exc))
                         raise
                     if not exc.retryable:
                         raise
@@ -371,14 +386,11 @@ class Harness:
                     if left - pause < _LEAST_ATTEMPT_SECONDS:  # no time for another attempt
                         exc.args = (f"{exc} ({tried}: {_no_time(exc, pause, left, scope)})",)
                         raise
+                    progress.started = time.perf_counter()
                     if not scope.sleep(pause):
-                        self._stopped(attempts, route, model, "stopped during a pause", started)
+                        self._stopped(progress, "interrupted during a pause before a retry")
                         raise scope.stopped_error(model, cfg.host) from exc
                     continue
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # Ctrl-C, pytest-timeout, pytest.exit
-                        self._stopped(attempts, route, model, _describe(exc), started)
-                    raise
                 answers, transport_failures = answers + 1, 0
                 outcome = self._judge(call, completion, attempts, route)
                 if isinstance(outcome, LLMResult):
@@ -390,21 +402,20 @@ class Harness:
                 ]
         raise self._failure(call, attempts, route)
 
-    def _stopped(
-        self, attempts: list[Attempt], route: list[str], model: str, why: str, started: float
-    ) -> None:
+    def _stopped(self, progress: _Progress, why: str) -> None:
         """Report a call the test's interruption stopped: it shows with its model and host."""
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        attempts.append(
+        if not progress.route:  # stopped before its first attempt
+            return
+        progress.attempts.append(
             Attempt(
-                model=model,
+                model=progress.route[-1],
                 output="",
                 error=f"stopped: {why}",
                 rejected="transport",
-                duration_ms=elapsed_ms,
+                duration_ms=(time.perf_counter() - progress.started) * 1000,
             )
         )
-        self._report(_result(None, attempts, route))
+        self._report(_result(None, progress.attempts, progress.route))
 
     def _request(
         self, call: _Call, model: str, conversation: list[Mapping[str, Any]]

@@ -431,6 +431,11 @@ def test_map(llm):
 @pytest.mark.llm(timeout_seconds=30, max_retries=0)
 def test_chat(llm):
     llm.chat("the last prompt")
+
+@pytest.mark.timeout(1)
+@pytest.mark.llm(total_timeout_seconds=100)
+def test_pause(llm):
+    llm.chat("a busy prompt")
 """
 
 
@@ -440,7 +445,11 @@ def test_pytest_timeout_stops_the_calls_and_they_still_show(
     pytester.makepyfile(TEST_TIMEOUTS)
     fake.script(
         lambda r: (
-            Reply(hang=True) if "last" in str(r.messages) else Reply(content=LONG, token_delay=0.1)
+            Reply(hang=True)
+            if "last" in str(r.messages)
+            else Reply(status=503, retry_after=30)
+            if "busy" in str(r.messages)
+            else Reply(content=LONG, token_delay=0.1)
         )
     )
     started = time.monotonic()
@@ -450,7 +459,7 @@ def test_pytest_timeout_stops_the_calls_and_they_still_show(
         *("-p", "no:cacheprovider", "-p", "no:xdist", "--llm-report=report.json"),
     )
     elapsed = time.monotonic() - started
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(["*Failed: Timeout (>2.0s) from pytest-timeout.*"])
     result.stdout.fnmatch_lines(["*Failed: Timeout (>1.0s) from pytest-timeout.*"])
     warned = [line for line in result.outlines if "pytest-timeout stops" in line]
@@ -458,14 +467,16 @@ def test_pytest_timeout_stops_the_calls_and_they_still_show(
     assert "a call may take 91.5 s (timeout_seconds=30 x 3 attempt(s) + 1.5 s of backoff)" in (
         result.stdout.str().replace("\n", " ")
     )
-    assert chats(fake, kind) == 3  # 2 of the map (4 queued never started), 1 chat
+    assert chats(fake, kind) == 4  # 2 of the map (4 queued never started), 1 chat, 1 busy
     tests = {
         t["nodeid"].rsplit("::", 1)[1]: t
         for t in json.loads((pytester.path / "report.json").read_text())["tests"]
     }
-    for name, calls in (("test_map", 2), ("test_chat", 1)):
+    for name, calls in (("test_map", 2), ("test_chat", 1), ("test_pause", 1)):
         record = tests[name]
         host = host_of(fake, kind)
         assert (record["calls"], record["model"], record["host"]) == (calls, "llama3.2", host)
         assert all(not c["success"] for c in record["llm"])
-    assert elapsed < 2 + 1 + 10  # the two limits, and a subprocess's start on a loaded machine
+    (paused,) = tests["test_pause"]["llm"]
+    assert paused["attempts"] == 2  # the 503, then the pause for its Retry-After, stopped
+    assert elapsed < 2 + 1 + 1 + 10  # the limits, and a subprocess's start on a loaded machine
