@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from .errors import ConfigError
+from .errors import ConfigError, LLMError
 
 __all__ = [
     "LADDER_KEYS",
@@ -45,6 +45,10 @@ RUNG_FIXTURE = "_llm_rung"
 #: The ``user_properties`` name of a rung: ``{"test", "model", "ladder"}``.
 PROPERTY = "llm_rung"
 _MODULE_PATH = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*:)")
+#: How a ladder is ordered (``--llm-ladder-order``).
+ORDERS = ("given", "size")
+#: ``(parameter_size, quantization_level)`` of a model as its server tells, or ``None``.
+Sizer = Callable[[str], "tuple[str, str] | None"]
 #: Marker keywords that shape the ladder rather than a call.
 LADDER_KEYS = ("models",)
 
@@ -70,6 +74,8 @@ class LadderOptions:
     models: tuple[str, ...] = ()
     require: str | None = None
     strict: bool = False
+    order: str = "given"
+    """``given``, or ``size``: by parameter count from the server, quantisation breaking ties."""
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LadderOptions:
@@ -77,10 +83,16 @@ class LadderOptions:
         ini = config.getini("llm_models")
         raw, source = (option, "--llm-models") if option else (ini, "ini llm_models")
         models = split_models(raw, source) if raw else ()
+        order = config.getoption("llm_ladder_order") or "given"
+        if order not in ORDERS:
+            raise ConfigError(
+                f"--llm-ladder-order={order!r} is invalid: expected one of {', '.join(ORDERS)}"
+            )
         return cls(
             models=models,
             require=config.getoption("llm_ladder_require") or None,
             strict=bool(config.getoption("llm_ladder_strict")),
+            order=order,
         )
 
     def counts(self, model: str) -> bool:
@@ -112,6 +124,7 @@ class Rung:
     test: str
     model: str
     ladder: tuple[str, ...]
+    size: tuple[str, str] | None = None  # (parameter_size, quantization_level), if known
     outcome: str = "passed"  # passed, failed, error, flagged, skipped
     reason: str = ""
     scores: list[float] = field(default_factory=list)
@@ -129,11 +142,28 @@ class Rung:
 class LadderSession:
     """The run's ladder: rungs from the reports, the verdict, the exit status."""
 
-    def __init__(self, options: LadderOptions, *, worker: bool) -> None:
+    def __init__(self, options: LadderOptions, *, worker: bool, sizer: Sizer | None = None) -> None:
         self.options = options
         self.worker = worker
         self.rungs: dict[tuple[str, str], Rung] = {}
         self.other_failures = 0
+        self.sizes: dict[str, tuple[str, str] | None] = {}
+        self._sizer = sizer
+
+    def ordered(self, models: tuple[str, ...]) -> tuple[str, ...]:
+        """``models`` as given, or smallest first by the server's parameter size
+        (``--llm-ladder-order=size``); models of unknown size keep their place at the end."""
+        if self.options.order != "size" or self._sizer is None:
+            return models
+        for model in models:
+            if model not in self.sizes:
+                try:
+                    self.sizes[model] = self._sizer(model)
+                except LLMError:  # the server is down or cannot tell: as given
+                    self.sizes[model] = None
+        known = [m for m in models if self.sizes[m] is not None]
+        unknown = [m for m in models if self.sizes[m] is None]
+        return (*sorted(known, key=lambda m: _size_key(self.sizes[m])), *unknown)
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -224,6 +254,7 @@ class LadderSession:
         largest = models[-1] if models else None
         return {
             "models": list(models),
+            "sizes": {m: self._size(m) for m in models},
             "passes": {m: {"passed": p, "tests": n} for m, (p, n) in passes.items()},
             "smallest_sufficient": sufficient,
             "needs_largest": [
@@ -306,22 +337,31 @@ class LadderSession:
                 key = (data["test"], data["model"])
                 rung = self.rungs.get(key)
                 if rung is None:
+                    size = data.get("size")
                     rung = Rung(
-                        test=data["test"], model=data["model"], ladder=tuple(data["ladder"])
+                        test=data["test"],
+                        model=data["model"],
+                        ladder=tuple(data["ladder"]),
+                        size=(str(size[0]), str(size[1])) if size else None,
                     )
                     self.rungs[key] = rung
                 return rung
         return None
 
     def _models(self) -> list[str]:
-        """Every model of the run's ladders, in ladder order (the session's first)."""
-        order: list[str] = list(self.options.models)
-        for rung in self.rungs.values():
+        """Every model of the run's ladders, in ladder order (as the rungs ran it: given, or by
+        size), the longest ladder first."""
+        order: list[str] = []
+        for rung in sorted(self.rungs.values(), key=lambda r: -len(r.ladder)):
             for model in rung.ladder:
                 if model not in order:
                     order.append(model)
         seen = {r.model for r in self.rungs.values()}
         return [m for m in order if m in seen]
+
+    def _size(self, model: str) -> list[str] | None:
+        size = next((r.size for r in self.rungs.values() if r.model == model and r.size), None)
+        return list(size) if size else None
 
     @staticmethod
     def _passes(tests: Mapping[str, list[Rung]], model: str) -> tuple[int, int]:
@@ -340,6 +380,21 @@ class LadderSession:
         if not times[small] or not times[large]:
             return None
         return statistics.median(times[large]) / statistics.median(times[small])
+
+
+_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMBT])", re.IGNORECASE)
+
+
+def _size_key(size: tuple[str, str] | None) -> tuple[float, float]:
+    """``("135M", "Q8_0")`` → ``(1.35e8, 8)``: parameters, then bits of the quantisation."""
+    if size is None:
+        return (float("inf"), float("inf"))
+    params, quantization = size
+    match = _SIZE.search(params)
+    count = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else float("inf")
+    bits = re.search(r"\d+", quantization or "")
+    return (count, float(bits.group()) if bits else float("inf"))
 
 
 def _listed(tests: Sequence[str], shown: int = 5) -> str:

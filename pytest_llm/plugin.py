@@ -167,7 +167,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.pluginmanager.register(cassettes, "llm-cassettes")
     try:
-        ladder = LadderSession(LadderOptions.from_config(config), worker=worker)
+        ladder = LadderSession(
+            LadderOptions.from_config(config), worker=worker, sizer=lambda m: _model_size(config, m)
+        )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[LADDER_KEY] = ladder
@@ -228,6 +230,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except ConfigError:
             return  # pytest_pycollect_makeitem makes it the test's collection error
         if models:
+            models = metafunc.config.stash[LADDER_KEY].ordered(models)
             metafunc.parametrize(RUNG_FIXTURE, models, ids=list(models), indirect=True)
 
 
@@ -236,9 +239,11 @@ def _llm_rung(request: pytest.FixtureRequest) -> str | None:
     """The model of this test's rung of the ladder (``None``: no ladder)."""
     model: str | None = getattr(request, "param", None)
     if model is not None:
-        ladder = ladder_of(request.node, request.config.stash[LADDER_KEY].options)
+        session = request.config.stash[LADDER_KEY]
+        ladder = session.ordered(ladder_of(request.node, session.options))
         test = request.node.nodeid.rsplit("[", 1)[0]
         data = {"test": test, "model": model, "ladder": list(ladder)}
+        data["size"] = session.sizes.get(model)
         request.node.user_properties.append((LADDER_PROPERTY, json.dumps(data)))
     return model
 
@@ -589,6 +594,13 @@ def _item_config(item: pytest.Item) -> HarnessConfig:
     return resolve(base=item.config.stash[SETTINGS_KEY], markers=settings)
 
 
+def _model_size(config: pytest.Config, model: str) -> tuple[str, str] | None:
+    """What the session's server says of ``model``'s size (Ollama's ``/api/show``)."""
+    backend = config.stash[POOL_KEY].for_config(resolve(base=config.stash[SETTINGS_KEY]))
+    size = getattr(backend, "size", None)
+    return size(model) if size is not None else None
+
+
 def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:
     help_models = "the model ladder: run every llm test once per model, smallest first"
     group.addoption("--llm-models", dest="llm_models", metavar="A,B,C", help=help_models)
@@ -598,6 +610,13 @@ def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:
         dest="llm_ladder_require",
         metavar="MODEL",
         help="the ladder's MODEL must pass every test (its failing rungs fail the run)",
+    )
+    group.addoption(
+        "--llm-ladder-order",
+        dest="llm_ladder_order",
+        metavar="ORDER",
+        help="given (default) or size: smallest first by the server's parameter size "
+        "(Ollama /api/show), quantisation breaking ties",
     )
     group.addoption(
         "--llm-ladder-strict",

@@ -155,3 +155,23 @@ def test_flags_never_cover_infrastructure_errors(pytester: pytest.Pytester) -> N
     result = pytester.runpytest("--llm-host=http://127.0.0.1:9", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     assert "flagged" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("dist", DISTS)
+def test_the_ladder_can_be_ordered_by_the_servers_parameter_size(
+    pytester: pytest.Pytester, fake: FakeOllama, dist: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    fake.sizes.update({"big": ("8.0B", "Q4_K_M"), "small": ("3B", "Q8_0"), "tiny": ("3B", "Q4_0")})
+    report = pytester.path / "report.json"
+    result = pytester.runpytest(
+        f"--llm-host={fake.url}", "-p", "no:cacheprovider", "--llm-models=big,small,tiny",
+        "--llm-ladder-order=size", "-k", "capital", "-v", f"--llm-report={report}", *dist,
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK
+    ids = [
+        line.split("::", 1)[1].split()[0] for line in result.outlines if "::test_capital[" in line
+    ]
+    if "-n" not in dist:  # in collection order: smallest first, 4-bit before 8-bit at 3B
+        assert ids == ["test_capital[tiny]", "test_capital[small]", "test_capital[big]"]
+    result.stdout.fnmatch_lines(["test *tiny *small *big *smallest passing"])

@@ -125,6 +125,18 @@ class OllamaBackend:
                 raise self._convert(exc, model) from exc
         return [list(vector) for vector in response.embeddings]
 
+    def size(self, model: str) -> tuple[str, str] | None:
+        """``(parameter_size, quantization_level)`` from ``/api/show`` (``("3.2B", "Q4_K_M")``),
+        ``None`` when the server does not say; a failed request raises."""
+        with Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds):
+            try:
+                details = self._client.show(model).details
+            except _CLIENT_ERRORS as exc:
+                raise self._convert(exc, model) from exc
+        if details is None or not details.parameter_size:
+            return None
+        return details.parameter_size, details.quantization_level or ""
+
     def digest(self, model: str) -> str | None:
         """From ``/api/tags``, read once per backend (``name`` and ``name:latest`` match).
 

@@ -647,16 +647,16 @@ class _Handler(BaseHTTPRequestHandler):
         entry["details"] = self._details(model)
         return entry
 
-    @staticmethod
-    def _details(model: str) -> dict[str, Any]:
+    def _details(self, model: str) -> dict[str, Any]:
         family = _family(model)
+        size, quantization = self.fake.size_of(model)
         return {
             "parent_model": "",
             "format": "gguf",
             "family": family,
             "families": [family],
-            "parameter_size": "3.2B",
-            "quantization_level": "Q4_K_M",
+            "parameter_size": size,
+            "quantization_level": quantization,
         }
 
     # ---------------------------------------------------------------- routes
@@ -1118,6 +1118,8 @@ class FakeOllama:
     ``digest=False`` leaves the ``digest`` field out of ``/api/tags`` and ``/api/ps`` entries.
     ``digests`` maps a model name to the digest served for it (default: a hash of the name);
     change an entry to act out a re-pulled tag (``/v1/models``' ``created`` changes with it).
+    ``sizes`` maps a model name to its ``(parameter_size, quantization_level)``, e.g.
+    ``("135M", "Q8_0")`` (default ``("3.2B", "Q4_K_M")``).
     ``interrupting=True`` acts out llama-cpp-python's server without
     ``--interrupt_requests False``: a streamed ``/v1`` answer that is running when another
     chat request arrives ends before its next chunk with ``data: [DONE]`` and no
@@ -1148,6 +1150,7 @@ class FakeOllama:
         self.interrupting = interrupting
         self._chats = 0
         self.digests: dict[str, str] = {}
+        self.sizes: dict[str, tuple[str, str]] = {}
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -1282,6 +1285,15 @@ class FakeOllama:
         with self._lock:
             script = self._script
         return script.next(request)  # outside the lock: a callable may be slow
+
+    def size_of(self, model: str) -> tuple[str, str]:
+        """``(parameter_size, quantization_level)`` served for ``model`` (``sizes``, else
+        ``("3.2B", "Q4_K_M")``), as ``/api/show`` and ``/api/tags`` report them."""
+        wanted = _normalize_model(model)
+        for name, size in list(self.sizes.items()):
+            if _normalize_model(name) == wanted:
+                return size
+        return ("3.2B", "Q4_K_M")
 
     def digest_of(self, model: str) -> str:
         """The digest served for ``model`` (``digests``, else a hash of its name)."""
