@@ -157,6 +157,36 @@ def test_a_dripping_embedding_ends_at_the_deadline(kind: str) -> None:
     assert elapsed < 0.5 + 1
 
 
+def test_the_environments_proxy_is_still_used(
+    fake: FakeOllama, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a client given a transport reads no proxy itself: the backend reads it for its host
+    monkeypatch.setenv("HTTP_PROXY", fake.url)  # the fake serves a proxied request as well
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fake.script("through the proxy")
+    host = "http://llm.invalid:11434" + ("/v1" if kind == "openai" else "")
+    backend = create_backend(kind, host, timeout_seconds=5)
+    completion = backend.chat(
+        ChatRequest(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+    )
+    backend.close()
+    assert completion.content == "through the proxy"
+    (request,) = [r for r in fake.requests if r.path == CHAT_PATH[kind]]
+    assert request.headers["host"] == "llm.invalid:11434"
+
+
+def test_no_proxy_exempts_the_host(
+    fake: FakeOllama, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    backend = backend_for(fake, kind, timeout=5)
+    ask(backend)
+    backend.close()
+    assert chats(fake, kind) == 1
+
+
 @pytest.mark.parametrize("header", [7, "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["seconds", "date"])
 def test_a_busy_server_says_when_to_come_back(
     fake: FakeOllama, kind: str, header: int | str

@@ -16,7 +16,10 @@ request made while a deadline is active in the calling thread:
 * keeps a 429/503's ``Retry-After`` (seconds or an HTTP date) on the deadline, for the
   harness's next pause.
 
-Requests made outside a deadline (model listings, embeddings) pass through untouched.
+Requests made outside a deadline pass through untouched. A client given a transport no
+longer reads proxies from the environment itself: :meth:`DeadlineTransport.for_url` does,
+for the one server a backend talks to (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+``NO_PROXY``, as ``urllib`` reads them).
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import socket
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import httpx
 
 from .deadline import Deadline, current_deadline
 
-__all__ = ["DeadlineTransport", "retry_after_seconds"]
+__all__ = ["DeadlineTransport", "environment_proxy", "retry_after_seconds"]
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 _BUSY = (429, 503)
@@ -65,6 +70,12 @@ class DeadlineTransport(httpx.BaseTransport):
     def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
         self._inner = inner if inner is not None else httpx.HTTPTransport()
 
+    @classmethod
+    def for_url(cls, url: str) -> DeadlineTransport:
+        """For a client of the server at ``url``, through the proxy the environment names
+        for it, if any (what the client would have used without a transport of its own)."""
+        return cls(httpx.HTTPTransport(proxy=environment_proxy(url)))
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = current_deadline()
         if deadline is None:
@@ -85,6 +96,17 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment sets for ``url`` (its scheme's, else ``ALL_PROXY``),
+    ``None`` when there is none or ``NO_PROXY`` exempts its host."""
+    parts = urlsplit(url)
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or (parts.hostname and proxy_bypass(parts.hostname)):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 class _DeadlineStream(httpx.SyncByteStream):

@@ -51,7 +51,7 @@ class OllamaBackend:
             host=self.host,
             timeout=timeout_seconds,
             headers=authorization(host, key) or None,
-            transport=DeadlineTransport(),  # a chat's deadline bounds its whole answer
+            transport=DeadlineTransport.for_url(self.host),  # a deadline bounds each answer
         )
         self._digests: dict[str, str] | None = None
         self._digests_lock = threading.Lock()

@@ -96,7 +96,7 @@ class OpenAIBackend:
             base_url=self.host + "/",
             timeout=httpx.Timeout(timeout_seconds),
             headers=authorization(host, key),
-            transport=DeadlineTransport(),  # a chat's deadline bounds its whole answer
+            transport=DeadlineTransport.for_url(self.host),  # a deadline bounds each answer
         )
         #: Chats take turns once the server interrupted an answer for another request
         #: (llama-cpp-python): in this process and across the run's xdist workers.
