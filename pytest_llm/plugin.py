@@ -174,6 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[LADDER_KEY] = ladder
     config.pluginmanager.register(ladder, "llm-ladder")
+    config.stash[RECORDER_KEY].ladder = ladder  # the JSON report's ladder part
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if config.getoption("llm_live"):
         config.stash[LIVE_KEY] = _live_log(config)

@@ -86,6 +86,7 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
           "nodeid": "tests/test_city.py::test_city",   # without xdist's "@group" suffix
           "group": null,                     # the xdist_group under --dist loadgroup
           "outcome": "passed",               # passed failed error skipped xfailed xpassed
+                                             # flagged (on_low_quality="flag": see "flag")
           "duration_s": 0.254,               # the test's call phase
           "worker": "gw0", "host": "http://gpu1:11434",
           "error": null,                     # or {"type": "BackendUnreachable", "host", "message"}
@@ -145,7 +146,7 @@ from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -157,6 +158,9 @@ from .errors import BackendUnreachable, ConfigError, LLMError
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import describe
 from .transcript import SECTION as TRANSCRIPT_SECTION
+
+if TYPE_CHECKING:
+    from .ladder import LadderSession
 
 __all__ = [
     "SCHEMA",
@@ -268,6 +272,10 @@ class TestRecord:
     reruns: int = 0
     failure: dict[str, Any] | None = None
     rerun_failures: list[dict[str, Any]] = field(default_factory=list)
+    flag: str | None = None
+    """Why the test is flagged (``on_low_quality="flag"``): its outcome is then ``flagged``."""
+    rung_failed: bool = False
+    """A failing rung of the model ladder (``pytest_llm.ladder``), forgiven if another passed."""
 
     def update(self, report: pytest.TestReport) -> None:
         """Fold in one phase's report. Under pytest-rerunfailures every run's reports arrive
@@ -297,6 +305,10 @@ class TestRecord:
                 self.outcome = "error" if error is not None else "failed"
             else:
                 self.outcome = "xpassed" if xfail else "passed"
+            self.flag = getattr(report, "llm_flagged", None) or self.flag
+            if self.flag is not None and self.outcome == "passed":
+                self.outcome = "flagged"
+            self.rung_failed = bool(getattr(report, "llm_rung_failed", False))
         elif report.when == "setup" and not report.passed:
             self.outcome = "error" if report.failed else ("xfailed" if xfail else "skipped")
         elif report.when == "teardown":
@@ -326,6 +338,8 @@ class TestRecord:
             "failure": self.failure,
             "reruns": self.reruns,
             "rerun_failures": self.rerun_failures,
+            "flag": self.flag,
+            "rung_failed": self.rung_failed,
             "model": calls[0]["model"] if calls else None,
             "route": list(dict.fromkeys(m for c in calls for m in _route(c))),
             "calls": len(calls),
@@ -534,6 +548,8 @@ def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, A
         "skipped": outcomes.count("skipped"),
         "xfailed": outcomes.count("xfailed"),
         "xpassed": outcomes.count("xpassed"),
+        "flagged": outcomes.count("flagged"),
+        "rung_failed": sum(1 for t in tests if t.get("rung_failed")),
         "reruns": sum(t.get("reruns", 0) for t in tests),
         "calls": len(calls),
         "requests": len(attempts),
@@ -593,8 +609,13 @@ def worker_rows(
     return rows
 
 
-def build_report(tests: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any]) -> dict[str, Any]:
-    """The report document from finished test records and the run metadata."""
+def build_report(
+    tests: Sequence[Mapping[str, Any]],
+    *,
+    run: Mapping[str, Any],
+    ladder: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report document from finished test records, the run metadata and the ladder."""
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -602,6 +623,7 @@ def build_report(tests: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any]) 
         "totals": run_totals(tests, run["wall_s"]),
         "models": model_figures(tests),
         "tests": list(tests),
+        "ladder": None if ladder is None else dict(ladder),
     }
 
 
@@ -702,6 +724,8 @@ class Recorder:
         self.doc: dict[str, Any] | None = None
         self.comparison: Comparison | None = None
         self.problems: list[str] = []
+        #: The model ladder of the run (set by the plugin): the report's ``ladder`` part.
+        self.ladder: LadderSession | None = None
         self._started = time.perf_counter()
 
     # hooks ------------------------------------------------------------------------------
@@ -791,7 +815,8 @@ class Recorder:
             "dist": self.dist,
             "versions": versions(),
         }
-        return build_report(tests, run=run)
+        ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None
+        return build_report(tests, run=run, ladder=ladder)
 
     def _wants_files(self) -> bool:
         return self.options.report is not None or self.options.html is not None

@@ -175,3 +175,42 @@ def test_the_ladder_can_be_ordered_by_the_servers_parameter_size(
     if "-n" not in dist:  # in collection order: smallest first, 4-bit before 8-bit at 3B
         assert ids == ["test_capital[tiny]", "test_capital[small]", "test_capital[big]"]
     result.stdout.fnmatch_lines(["test *tiny *small *big *smallest passing"])
+
+
+def test_the_json_report_has_the_ladder_and_the_flags(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    import json
+
+    pytester.makepyfile(test_suite=SUITE)
+    report = pytester.path / "report.json"
+    result = run(pytester, fake, "-n", "2", f"--llm-report={report}")
+    assert result.ret == pytest.ExitCode.OK
+    doc = json.loads(report.read_text())
+    ladder = doc["ladder"]
+    assert ladder["models"] == ["tiny", "small", "big"]
+    assert ladder["smallest_sufficient"] == "big"
+    assert ladder["needs_largest"] == ["test_suite.py::test_flagged", "test_suite.py::test_river"]
+    capital = ladder["tests"]["test_suite.py::test_capital"]
+    assert capital["smallest_passing"] == "small"
+    assert [r["outcome"] for r in capital["rungs"]] == ["failed", "passed", "passed"]
+    assert capital["rungs"][0]["reason"].startswith("AssertionError: assert 'Paris' in 'London'")
+    assert ladder["verdict"].startswith("tiny passes 0/3; small passes 2/4; big passes 4/4")
+    tests = {t["nodeid"]: t for t in doc["tests"]}
+    flagged = tests["test_suite.py::test_flagged[tiny]"]
+    assert flagged["outcome"] == "flagged" and flagged["flag"].startswith("ScoreTooLow:")
+    assert tests["test_suite.py::test_capital[tiny]"]["rung_failed"] is True
+    totals = doc["totals"]
+    assert (totals["flagged"], totals["rung_failed"], totals["failed"]) == (2, 3, 3)
+
+
+def test_a_failing_baseline_gate_still_fails_a_ladder_run(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    baseline = pytester.path / "baseline.json"
+    run(pytester, fake, "-k", "capital", f"--llm-report={baseline}")
+    fake.script({"tiny": "London", "small": "Lyon", "big": "Paris"})  # small got worse
+    result = run(pytester, fake, "-k", "capital", f"--llm-baseline={baseline}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # big still passes: only the gate fails
+    result.stdout.fnmatch_lines(["*baseline gate*"])
