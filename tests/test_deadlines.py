@@ -157,6 +157,19 @@ def test_a_dripping_embedding_ends_at_the_deadline(kind: str) -> None:
     assert elapsed < 0.5 + 1
 
 
+def test_a_model_listing_is_not_cut_short_by_the_call_it_happens_in(
+    fake: FakeOllama, kind: str
+) -> None:
+    # it serves the whole session: a failed read would leave every identity unknown
+    backend, other = backend_for(fake, kind, timeout=5), backend_for(fake, kind, timeout=5)
+    with call_scope(CallScope.starting_now(0.001, "total_timeout_seconds=0.001")):
+        time.sleep(0.01)  # the call's time is spent
+        identity = backend.digest("llama3.2")
+    assert identity is not None and identity == other.digest("llama3.2")
+    backend.close()
+    other.close()
+
+
 def test_the_environments_proxy_is_still_used(
     fake: FakeOllama, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

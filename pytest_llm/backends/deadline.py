@@ -197,14 +197,18 @@ class Deadline:
     ``Retry-After``) is handed to the :class:`BackendBusy` raised.
     """
 
-    def __init__(self, *, model: str, host: str, timeout_seconds: float) -> None:
+    def __init__(
+        self, *, model: str, host: str, timeout_seconds: float, session: bool = False
+    ) -> None:
+        """``session``: what is read serves the whole session (a model listing), so the
+        call it happens in does not shorten it; an interrupt still stops it."""
         self.start = time.perf_counter()
         self._end = self.start + timeout_seconds
         self._message = timeout_message(model, host, timeout_seconds)
         self._where = f"{model!r} at {host}"
         scope = _SCOPE.get()
         self._interrupt = scope.interrupt if scope is not None else None
-        if scope is not None and scope.end < self._end:
+        if scope is not None and scope.end < self._end and not session:
             self._end = scope.end
             self._message = scope.message(model, host, timeout_seconds)
         self.retry_after: float | None = None

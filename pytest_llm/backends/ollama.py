@@ -146,7 +146,8 @@ class OllamaBackend:
         with self._digests_lock:
             if self._digests is None:
                 self._digests = {}
-                with Deadline(model=model, host=self.host, timeout_seconds=self.timeout_seconds):
+                seconds = self.timeout_seconds
+                with Deadline(model=model, host=self.host, timeout_seconds=seconds, session=True):
                     try:
                         listing = self._client.list()
                     except _CLIENT_ERRORS as exc:

@@ -158,7 +158,7 @@ class OpenAIBackend:
             if self._identities is None:
                 self._identities = {}
                 seconds = min(self.timeout_seconds, 10)
-                with Deadline(model=model, host=self.host, timeout_seconds=seconds):
+                with Deadline(model=model, host=self.host, timeout_seconds=seconds, session=True):
                     try:
                         response = self._client.get("models", timeout=seconds)
                         rows = self._json(response)["data"]
