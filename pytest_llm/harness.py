@@ -369,8 +369,8 @@ class Harness:
                     completion = _identified(completion, backend, cfg.model_version)
                 except BackendError as exc:
                     exc.host = exc.host or cfg.host  # as configured: the pool's name
-                    if scope.stopped:
-                        self._stopped(progress, str(exc))
+                    if scope.stopped and scope.interrupt is not None:  # cut by the interrupt
+                        self._stopped(progress, scope.interrupt.reason or "interrupted")
                         raise
                     if not exc.retryable:
                         raise
@@ -387,8 +387,9 @@ class Harness:
                         exc.args = (f"{exc} ({tried}: {_no_time(exc, pause, left, scope)})",)
                         raise
                     progress.started = time.perf_counter()
-                    if not scope.sleep(pause):
-                        self._stopped(progress, "interrupted during a pause before a retry")
+                    if not scope.sleep(pause) and scope.interrupt is not None:
+                        why = f"{scope.interrupt.reason} (in the pause before a retry)"
+                        self._stopped(progress, why)
                         raise scope.stopped_error(model, cfg.host) from exc
                     continue
                 answers, transport_failures = answers + 1, 0
