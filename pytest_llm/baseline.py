@@ -15,7 +15,14 @@ A *regression* fails the session:
   (queueing and the prompt happen before the first token), else the whole call.
   The regression names the figure it used.
 
-Tests that are new or gone are listed, never failed. Both sides are report
+* **capability** (the model ladder, :mod:`pytest_llm.ladder`): a test whose smallest
+  passing model moved *up* the ladder ("needed smollm2:135m, now needs qwen2.5:3b"), or
+  that passes on no model now. A failing rung is judged here, not as "now failing";
+* **now flagged** (only with ``fail_on_new_flags``): a test that passed and is now
+  flagged (``on_low_quality="flag"``); without it the test is listed, not failed.
+
+Tests that are new or gone, and tests whose smallest passing model moved *down*
+(improvements), are listed, never failed. Both sides are report
 documents as :mod:`pytest_llm.report` writes them; this module only compares,
 the report module renders.
 """
@@ -30,7 +37,8 @@ from typing import Any
 __all__ = ["DEFAULT_LIMITS", "LATENCY_BASES", "Comparison", "Limits", "Regression", "compare"]
 
 _FAILING = ("failed", "error")
-_KINDS = ("now failing", "score drop", "latency")  # the order regressions are listed in
+#: The order regressions are listed in.
+_KINDS = ("now failing", "capability", "score drop", "now flagged", "latency")
 #: The per-model latency figures the gate can compare, best first: (figure, name shown).
 LATENCY_BASES = (
     ("p50_server_ms", "server time"),
@@ -46,6 +54,8 @@ class Limits:
     max_score_drop: float = 0.1
     max_latency_factor: float = 2.0
     latency_floor_ms: float = 50.0
+    fail_on_new_flags: bool = False
+    """A test that passed in the baseline and is flagged now fails the gate."""
 
     def __post_init__(self) -> None:
         floor = self.latency_floor_ms
@@ -82,6 +92,10 @@ class Comparison:
     regressions: tuple[Regression, ...] = ()
     new: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    improved: tuple[str, ...] = ()
+    """Tests whose smallest passing model moved down the ladder, as sentences."""
+    flagged: tuple[str, ...] = ()
+    """Tests that passed in the baseline and are flagged now (failed only by option)."""
     tests: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """The baseline's test records by node id (the HTML report shows them side by side)."""
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -90,6 +104,17 @@ class Comparison:
     @property
     def failed(self) -> bool:
         return bool(self.regressions)
+
+    def listed(self) -> list[tuple[str, tuple[str, ...]]]:
+        """What the gate shows but does not fail: ``(title, entries)``, empty ones left out."""
+        flagged = () if self.limits.fail_on_new_flags else self.flagged
+        entries = (
+            ("new tests", self.new),
+            ("removed tests", self.removed),
+            ("improved on the ladder", self.improved),
+            ("newly flagged", flagged),
+        )
+        return [(title, ids) for title, ids in entries if ids]
 
 
 def _latencies(
@@ -113,11 +138,25 @@ def compare(
     before = {t["nodeid"]: t for t in baseline["tests"]}
     now = {t["nodeid"]: t for t in current["tests"]}
     regressions: list[Regression] = []
+    flagged: list[str] = []
     for nodeid, test in now.items():
         old = before.get(nodeid)
         if old is None:
             continue
-        if old["outcome"] == "passed" and test["outcome"] in _FAILING:
+        if old["outcome"] == "passed" and test["outcome"] == "flagged":
+            flagged.append(nodeid)
+            if limits.fail_on_new_flags:
+                regressions.append(
+                    Regression(
+                        kind="now flagged",
+                        subject=nodeid,
+                        before="passed",
+                        now=f"flagged: {test.get('flag') or ''}".rstrip(": "),
+                        limit="no new flags",
+                    )
+                )
+        rung = test.get("rung_failed")  # a failing rung of the ladder: the capability check
+        if old["outcome"] == "passed" and test["outcome"] in _FAILING and not rung:
             regressions.append(
                 Regression(
                     kind="now failing",
@@ -158,12 +197,54 @@ def compare(
                     limit=f"x{limits.max_latency_factor:g} and +{limits.latency_floor_ms:g} ms",
                 )
             )
+    moved_up, improved = _ladder_moves(baseline.get("ladder"), current.get("ladder"))
+    regressions += moved_up
     return Comparison(
         baseline=source,
         limits=limits,
         regressions=tuple(sorted(regressions, key=lambda r: (_KINDS.index(r.kind), r.subject))),
         new=tuple(sorted(set(now) - set(before))),
         removed=tuple(sorted(set(before) - set(now))),
+        improved=tuple(improved),
+        flagged=tuple(sorted(flagged)),
         tests=before,
         models=old_models,
     )
+
+
+def _ladder_moves(
+    before: Mapping[str, Any] | None, now: Mapping[str, Any] | None
+) -> tuple[list[Regression], list[str]]:
+    """Tests whose smallest passing model moved up (regressions) or down (improvements)."""
+    if not before or not now:
+        return [], []
+    order = list(now.get("models") or [])
+    order += [m for m in before.get("models") or [] if m not in order]
+
+    def rank(model: str | None) -> int:
+        return order.index(model) if model in order else len(order)  # None: passes on none
+
+    up: list[Regression] = []
+    down: list[str] = []
+    old_tests = before.get("tests") or {}
+    for test, entry in sorted((now.get("tests") or {}).items()):
+        old = old_tests.get(test)
+        if old is None:
+            continue
+        was, is_now = old.get("smallest_passing"), entry.get("smallest_passing")
+        rungs = entry.get("rungs") or []
+        if is_now is None and rungs and all(r.get("outcome") == "flagged" for r in rungs):
+            continue  # flagged on every model: a flag, gated as flags are (fail_on_new_flags)
+        if rank(is_now) > rank(was):
+            up.append(
+                Regression(
+                    kind="capability",
+                    subject=test,
+                    before=f"needed {was}" if was else "passed on none",
+                    now=f"needs {is_now}" if is_now else "passes on no model",
+                    limit="smallest passing model must not move up",
+                )
+            )
+        elif rank(is_now) < rank(was):
+            down.append(f"{test}: needed {was or 'a model beyond the ladder'}, now needs {is_now}")
+    return up, down

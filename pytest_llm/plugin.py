@@ -620,6 +620,12 @@ def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:
         "(Ollama /api/show), quantisation breaking ties",
     )
     group.addoption(
+        "--llm-fail-on-new-flags",
+        dest="llm_fail_on_new_flags",
+        action="store_true",
+        help="baseline gate: a test that passed in the baseline and is flagged now fails it",
+    )
+    group.addoption(
         "--llm-ladder-strict",
         dest="llm_ladder_strict",
         action="store_true",

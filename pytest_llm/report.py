@@ -237,6 +237,7 @@ class ReportOptions:
                     "llm_max_latency_factor", DEFAULT_LIMITS.max_latency_factor
                 ),
                 latency_floor_ms=number("llm_latency_floor_ms", DEFAULT_LIMITS.latency_floor_ms),
+                fail_on_new_flags=bool(config.getoption("llm_fail_on_new_flags", False)),
             )
         except ValueError as exc:
             raise ConfigError(f"llm baseline limit {exc}") from None
@@ -1158,10 +1159,9 @@ def summary_lines(
             lines += [
                 (line, "red") for line in columns(*regression_rows(comparison), text=5, indent="  ")
             ]
-        for title, ids in (("new tests", comparison.new), ("removed tests", comparison.removed)):
-            if ids:
-                lines.append((f"{title} ({len(ids)}, not gated):", None))
-                lines += [(f"  {nodeid}", None) for nodeid in ids]
+        for title, ids in comparison.listed():
+            lines.append((f"{title} ({len(ids)}, not gated):", None))
+            lines += [(f"  {nodeid}", None) for nodeid in ids]
     return lines
 
 
@@ -1241,10 +1241,10 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
         if comparison.regressions:
             parts.append(_markdown_table(*regression_rows(comparison)))
             parts.append(_markdown_answers(comparison, doc))
-        for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
-            if ids:
-                items = "".join(f"- {markdown_code(nodeid)}\n" for nodeid in ids)
-                parts.append(
-                    f"\n<details><summary>{title} ({len(ids)})</summary>\n\n{items}\n</details>\n"
-                )
+        for title, ids in comparison.listed():
+            items = "".join(f"- {markdown_code(nodeid)}\n" for nodeid in ids)
+            parts.append(
+                f"\n<details><summary>{title.capitalize()} ({len(ids)})</summary>\n\n{items}"
+                "\n</details>\n"
+            )
     return "".join(parts) + "\n"

@@ -186,11 +186,10 @@ def _gate(comparison: Comparison, doc: Mapping[str, Any]) -> str:
             '<table class="answers"><thead><tr><th>test</th><th>baseline</th><th>now</th>'
             f"</tr></thead><tbody>{rows}</tbody></table></details>"
         )
-    for title, ids in (("New tests", comparison.new), ("Removed tests", comparison.removed)):
-        if ids:
-            items = "".join(f"<li><code>{escape(i)}</code></li>" for i in ids)
-            out.append(f"<details><summary>{title} ({len(ids)}, not gated)</summary>")
-            out.append(f"<ul>{items}</ul></details>")
+    for title, ids in comparison.listed():
+        items = "".join(f"<li><code>{escape(i)}</code></li>" for i in ids)
+        out.append(f"<details><summary>{title.capitalize()} ({len(ids)}, not gated)</summary>")
+        out.append(f"<ul>{items}</ul></details>")
     out.append("</div>")
     return "".join(out)
 

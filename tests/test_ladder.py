@@ -204,13 +204,41 @@ def test_the_json_report_has_the_ladder_and_the_flags(
     assert (totals["flagged"], totals["rung_failed"], totals["failed"]) == (2, 3, 3)
 
 
-def test_a_failing_baseline_gate_still_fails_a_ladder_run(
+@pytest.mark.parametrize("dist", DISTS)
+def test_the_capability_gate_fails_a_test_that_moved_up_the_ladder(
+    pytester: pytest.Pytester, fake: FakeOllama, dist: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    baseline = pytester.path / "baseline.json"
+    run(pytester, fake, "-k", "capital or river", f"--llm-report={baseline}", *dist)
+    # a prompt or model change: small no longer knows the capital, tiny now knows the river
+    fake.script(
+        {"tiny": "Rome on the Tiber", "small": "Lyon, Rome", "big": "Paris, Rome on the Tiber"}
+    )
+    result = run(pytester, fake, "-k", "capital or river", f"--llm-baseline={baseline}", *dist)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # big still passes both: the gate fails
+    result.stdout.fnmatch_lines(
+        [
+            "*baseline gate FAILED*",
+            "*capability*test_suite.py::test_capital*needed small*needs big*"
+            "smallest passing model must not move up*",
+            "improved on the ladder (1, not gated):",
+            "  test_suite.py::test_river: needed big, now needs tiny",
+        ]
+    )
+
+
+def test_new_flags_are_listed_and_fail_the_gate_only_when_asked(
     pytester: pytest.Pytester, fake: FakeOllama
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
     baseline = pytester.path / "baseline.json"
-    run(pytester, fake, "-k", "capital", f"--llm-report={baseline}")
-    fake.script({"tiny": "London", "small": "Lyon", "big": "Paris"})  # small got worse
-    result = run(pytester, fake, "-k", "capital", f"--llm-baseline={baseline}")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED  # big still passes: only the gate fails
-    result.stdout.fnmatch_lines(["*baseline gate*"])
+    options = ("--llm-models=big", "-k", "flagged")
+    run(pytester, fake, *options, f"--llm-report={baseline}")  # big passes: clean
+    fake.script({"big": "Rome"})  # now under min_score: flagged
+    listed = run(pytester, fake, *options, f"--llm-baseline={baseline}")
+    assert listed.ret == pytest.ExitCode.OK
+    listed.stdout.fnmatch_lines(["newly flagged (1, not gated):", "  test_suite.py::test_flagged*"])
+    strict = run(pytester, fake, *options, f"--llm-baseline={baseline}", "--llm-fail-on-new-flags")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*now flagged*test_suite.py::test_flagged*flagged: ScoreTooLow*"])
