@@ -36,6 +36,7 @@ __all__ = [
     "RUNG_FIXTURE",
     "LadderOptions",
     "LadderSession",
+    "grid",
     "ladder_of",
     "split_models",
 ]
@@ -308,28 +309,20 @@ class LadderSession:
 
     def lines(self) -> list[tuple[str, str | None]]:
         """The ``llm ladder`` section: a test x model grid, failures on every model, verdict."""
-        models = self._models()
-        tests = self.tests()
-        rows = []
-        for test, rungs in tests.items():
-            by_model = {r.model: r for r in rungs}
-            cells = [_cell(by_model[m]) if m in by_model else "-" for m in models]
-            flagged = all(r.outcome == "flagged" for r in rungs)
-            rows.append(
-                [test, *cells, _smallest(rungs) or ("none (flagged)" if flagged else "none")]
-            )
-        header = ["test", *models, "smallest passing"]
+        document = self.document()
+        header, rows = grid(document)
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        out: list[tuple[str, str | None]] = [
-            ("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), None)
-        ]
-        for row in rows:
-            text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            out.append((text, "red" if row[-1] == "none" else None))  # fails the run
-        for test in self.unpassed():
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+        out: list[tuple[str, str | None]] = [(line(header), None)]
+        out += [(line(row), "red" if row[-1] == "none" else None) for row in rows]
+        tests = self.tests()
+        for test in self.unpassed():  # these fail the run
             reasons = "; ".join(f"{r.model}: {r.reason}" for r in tests[test] if r.reason)
             out.append((f"FAILED on every model: {test} ({reasons})", "red"))
-        out.append((self.verdict(), "bold"))
+        out.append((document["verdict"], "bold"))
         return out
 
     # --- internals ---------------------------------------------------------------------
@@ -410,10 +403,25 @@ def _smallest(rungs: Sequence[Rung]) -> str | None:
     return next((r.model for r in rungs if r.outcome == "passed"), None)
 
 
-def _cell(rung: Rung) -> str:
-    score = "" if rung.score is None else f" {rung.score:.2f}"
-    p50 = "" if rung.p50_ms is None else f" {rung.p50_ms:.0f}ms"
-    return f"{rung.outcome}{score}{p50}"
+def grid(document: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The ladder as a test x model table, from the report's ``ladder`` part: each cell the
+    rung's outcome, score and median call time; the last column the smallest passing model.
+    The terminal section, the HTML and the Markdown summary all show this one table."""
+    models = list(document.get("models") or [])
+    rows = []
+    for test, entry in (document.get("tests") or {}).items():
+        by_model = {r["model"]: r for r in entry["rungs"]}
+        cells = [_cell(by_model[m]) if m in by_model else "-" for m in models]
+        flagged = all(r["outcome"] == "flagged" for r in entry["rungs"])
+        smallest = entry["smallest_passing"] or ("none (flagged)" if flagged else "none")
+        rows.append([test, *cells, smallest])
+    return ["test", *models, "smallest passing"], rows
+
+
+def _cell(rung: Mapping[str, Any]) -> str:
+    score = "" if rung.get("score") is None else f" {rung['score']:.2f}"
+    p50 = "" if rung.get("p50_ms") is None else f" {rung['p50_ms']:.0f}ms"
+    return f"{rung['outcome']}{score}{p50}"
 
 
 def _first_line(report: pytest.TestReport) -> str:

@@ -155,6 +155,7 @@ from .backends import BackendPool
 from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
 from .config import HarnessConfig, ini_path, public_host
 from .errors import BackendUnreachable, ConfigError, LLMError
+from .ladder import grid
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import describe
 from .transcript import SECTION as TRANSCRIPT_SECTION
@@ -179,7 +180,7 @@ __all__ = [
 ]
 
 SCHEMA = "pytest-llm-report/1"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "flagged")
 _DOWN = BackendUnreachable.__name__
 #: The ``user_properties`` entry with every ``Score`` computed in a test (plugin's ``llm``).
 SCORES_PROPERTY = "llm_scores"
@@ -1236,6 +1237,9 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
     if items:
         parts.append(f"\nAccepted only after re-asks:\n\n{items}")
     parts.append(markdown_tests(doc))
+    if doc.get("ladder"):
+        parts.append(f"\n### Model ladder\n\n{markdown_text(doc['ladder']['verdict'])}\n\n")
+        parts.append(_markdown_table(*grid(doc["ladder"])))
     if comparison is not None:
         parts.append(f"\n### {markdown_text(gate_title(comparison))}\n\n")
         if comparison.regressions:

@@ -17,6 +17,7 @@ from html import escape
 from typing import Any
 
 from .baseline import Comparison
+from .ladder import grid
 from .report import (
     columns,
     down_lines,
@@ -45,6 +46,7 @@ _OUTCOME_COLORS = {
     "skipped": "#888",
     "xfailed": "#888",
     "xpassed": "#d9822b",
+    "flagged": "#c9a227",
 }
 _LABEL_W = 150  # room for model names left of every plot
 _PLOT_W = 420
@@ -154,6 +156,7 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         "</div>",
         "<h2>Models</h2>",
         _table(*model_rows(doc)),
+        *_ladder(doc),
         "<h2>Tests</h2>",
         '<p><input id="filter" type="search" placeholder="filter tests: id, outcome, model'
         '..." size="48"> <span class="muted">click a column title to sort</span></p>',
@@ -192,6 +195,30 @@ def _gate(comparison: Comparison, doc: Mapping[str, Any]) -> str:
         out.append(f"<ul>{items}</ul></details>")
     out.append("</div>")
     return "".join(out)
+
+
+def _ladder(doc: Mapping[str, Any]) -> list[str]:
+    """The model ladder: the test x model grid (cells coloured by outcome) and the verdict."""
+    ladder = doc.get("ladder")
+    if not ladder:
+        return []
+    header, rows = grid(ladder)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = [f'<td class="id">{escape(row[0])}</td>']
+        for cell in row[1:-1]:
+            outcome = cell.split(" ", 1)[0]
+            color = _OUTCOME_COLORS.get(outcome)
+            style = f' style="border-left:4px solid {color}"' if color else ""
+            cells.append(f"<td{style}>{escape(cell)}</td>")
+        cells.append(f"<td><b>{escape(row[-1])}</b></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return [
+        "<h2>Model ladder</h2>",
+        f'<div class="box">{escape(ladder["verdict"])}</div>',
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+    ]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -242,3 +242,21 @@ def test_new_flags_are_listed_and_fail_the_gate_only_when_asked(
     strict = run(pytester, fake, *options, f"--llm-baseline={baseline}", "--llm-fail-on-new-flags")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(["*now flagged*test_suite.py::test_flagged*flagged: ScoreTooLow*"])
+
+
+def test_the_html_and_markdown_reports_show_the_ladder(
+    pytester: pytest.Pytester, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    html, summary = pytester.path / "r.html", pytester.path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = run(pytester, fake, f"--llm-html={html}", "-k", "capital or flagged")
+    assert result.ret == pytest.ExitCode.OK
+    page = html.read_text()
+    assert "<h2>Model ladder</h2>" in page
+    assert "tiny passes 0/2; small passes 1/2; big passes 2/2" in page
+    assert "<b>small</b>" in page and "none" not in page.split("Model ladder")[1].split("<h2>")[0]
+    markdown = summary.read_text()
+    assert "### Model ladder" in markdown
+    assert "| test_suite.py::test_capital | failed" in markdown
+    assert "2 flagged" in markdown.splitlines()[1]  # the title counts the flagged rungs
