@@ -170,9 +170,9 @@ class Harness:
                 futures.append(pool.submit(contextvars.copy_context().run, self._run, c, interrupt))
             wait(futures)
         except BaseException as exc:  # Ctrl-C, pytest-timeout: stop the work, keep what ran
-            interrupt.stop(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            for future in futures:
-                future.cancel()  # queued calls never start; running ones are cut
+            for future in futures:  # first: a worker a cut call frees takes no queued one
+                future.cancel()  # queued calls never start
+            interrupt.stop(_describe(exc))  # running ones are cut
             # a call waiting for its answer's first byte ends at its deadline at the latest
             wait(futures, timeout=calls[0].config.timeout_seconds + 1)
             raise
@@ -344,6 +344,8 @@ class Harness:
         """
         __tracebackhide__ = True  # failures point at the test, not at the loop
         scope = scope_for(call.config, interrupt)
+        if scope.stopped:  # its test was interrupted before it started: it never ran
+            raise scope.stopped_error(call.config.model, call.config.host)
         progress = _Progress()
         with call_scope(scope):  # model calls made by a check or a scorer share its time
             try:
