@@ -18,12 +18,19 @@ A *regression* fails the session:
 * **capability** (the model ladder, :mod:`pytest_llm.ladder`): a test whose smallest
   passing model moved *up* the ladder ("needed smollm2:135m, now needs qwen2.5:3b"), or
   that passes on no model now. A failing rung is judged here, not as "now failing";
+* **pass rate drop**: a sampled test (``llm.sample``) whose pass rate's 95% Wilson
+  interval now lies wholly under the baseline's: noise moves a rate inside its
+  interval, so only intervals that no longer overlap count;
+* **verbosity** (only with ``max_token_factor``): a model's output tokens per call grew
+  by more than that factor;
 * **now flagged** (only with ``fail_on_new_flags``): a test that passed and is now
   flagged (``on_low_quality="flag"``); without it the test is listed, not failed.
 
 Tests that are new or gone, and tests whose smallest passing model moved *down*
-(improvements), are listed, never failed. Both sides are report
-documents as :mod:`pytest_llm.report` writes them; this module only compares,
+(improvements), are listed, never failed; a test this run did not select (``-k``,
+``-m``, ``::``, ``--lf``, a shard) is "not run", not gone. Runs that are not comparable
+(other workers, hosts or ``--dist``) are compared all the same, with a warning.
+Both sides are report documents as :mod:`pytest_llm.report` writes them; this module only compares,
 the report module renders.
 """
 
@@ -38,7 +45,15 @@ __all__ = ["DEFAULT_LIMITS", "LATENCY_BASES", "Comparison", "Limits", "Regressio
 
 _FAILING = ("failed", "error")
 #: The order regressions are listed in.
-_KINDS = ("now failing", "capability", "score drop", "now flagged", "latency")
+_KINDS = (
+    "now failing",
+    "capability",
+    "score drop",
+    "pass rate drop",
+    "now flagged",
+    "latency",
+    "verbosity",
+)
 #: The per-model latency figures the gate can compare, best first: (figure, name shown).
 LATENCY_BASES = (
     ("p50_server_ms", "server time"),
@@ -56,6 +71,8 @@ class Limits:
     latency_floor_ms: float = 50.0
     fail_on_new_flags: bool = False
     """A test that passed in the baseline and is flagged now fails the gate."""
+    max_token_factor: float | None = None
+    """A model's output tokens per call may grow by this factor at most (``None``: any)."""
 
     def __post_init__(self) -> None:
         floor = self.latency_floor_ms
@@ -66,6 +83,9 @@ class Limits:
             raise ValueError(f"max_score_drop={drop!r}: expected a number in [0, 1], e.g. 0.1")
         if math.isnan(factor) or factor < 1.0:
             raise ValueError(f"max_latency_factor={factor!r}: expected a number >= 1, e.g. 2")
+        tokens = self.max_token_factor
+        if tokens is not None and (math.isnan(tokens) or tokens < 1.0):
+            raise ValueError(f"max_token_factor={tokens!r}: expected a number >= 1, e.g. 1.5")
 
 
 DEFAULT_LIMITS = Limits()
@@ -96,6 +116,10 @@ class Comparison:
     """Tests whose smallest passing model moved down the ladder, as sentences."""
     flagged: tuple[str, ...] = ()
     """Tests that passed in the baseline and are flagged now (failed only by option)."""
+    not_run: tuple[str, ...] = ()
+    """Baseline tests this run did not select (``-k``, shards ...): not compared, not gone."""
+    warnings: tuple[str, ...] = ()
+    """Why the two runs may not be comparable (other workers, hosts, ``--dist``)."""
     tests: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """The baseline's test records by node id (the HTML report shows them side by side)."""
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -109,8 +133,10 @@ class Comparison:
         """What the gate shows but does not fail: ``(title, entries)``, empty ones left out."""
         flagged = () if self.limits.fail_on_new_flags else self.flagged
         entries = (
+            ("not comparable", self.warnings),
             ("new tests", self.new),
             ("removed tests", self.removed),
+            ("not run in this run", self.not_run),
             ("improved on the ladder", self.improved),
             ("newly flagged", flagged),
         )
@@ -166,6 +192,17 @@ def compare(
                     limit="must pass",
                 )
             )
+        drop = _pass_rate_drop(old, test)
+        if drop is not None:
+            regressions.append(
+                Regression(
+                    kind="pass rate drop",
+                    subject=nodeid,
+                    before=drop[0],
+                    now=drop[1],
+                    limit="95% intervals overlap",
+                )
+            )
         old_score, new_score = old.get("score"), test.get("score")
         if old_score is not None and new_score is not None:
             drop = old_score - new_score
@@ -197,14 +234,19 @@ def compare(
                     limit=f"x{limits.max_latency_factor:g} and +{limits.latency_floor_ms:g} ms",
                 )
             )
+        regressions += _verbosity(model, old_models.get(model, {}), figures, limits)
     moved_up, improved = _ladder_moves(baseline.get("ladder"), current.get("ladder"))
     regressions += moved_up
+    absent = tuple(sorted(set(before) - set(now)))
+    partial = bool(current.get("run", {}).get("filtered"))
     return Comparison(
         baseline=source,
         limits=limits,
         regressions=tuple(sorted(regressions, key=lambda r: (_KINDS.index(r.kind), r.subject))),
         new=tuple(sorted(set(now) - set(before))),
-        removed=tuple(sorted(set(before) - set(now))),
+        removed=() if partial else absent,
+        not_run=absent if partial else (),
+        warnings=tuple(_not_comparable(baseline.get("run", {}), current.get("run", {}))),
         improved=tuple(improved),
         flagged=tuple(sorted(flagged)),
         tests=before,
@@ -248,3 +290,64 @@ def _ladder_moves(
         elif rank(is_now) < rank(was):
             down.append(f"{test}: needed {was or 'a model beyond the ladder'}, now needs {is_now}")
     return up, down
+
+
+def _pass_rate_drop(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(before, now)`` when a sampled test's pass-rate interval fell wholly under the
+    baseline's (95% Wilson intervals over all its samples), else ``None``."""
+    from .sampling import wilson_interval
+
+    def interval(test: Mapping[str, Any]) -> tuple[float, float, float] | None:
+        samples = test.get("samples") or []
+        runs = sum(int(s.get("runs") or 0) for s in samples)
+        if not runs:
+            return None
+        passes = sum(int(s.get("passes") or 0) for s in samples)
+        low, high = wilson_interval(passes, runs)
+        return passes / runs, low, high
+
+    was, now = interval(old), interval(new)
+    if was is None or now is None or now[2] >= was[1]:
+        return None
+    return tuple(f"{r:.0%} (95% CI {lo:.0%}-{hi:.0%})" for r, lo, hi in (was, now))  # type: ignore[return-value]
+
+
+def _verbosity(
+    model: str, before: Mapping[str, Any], now: Mapping[str, Any], limits: Limits
+) -> list[Regression]:
+    """A model that answers with more tokens per call than ``max_token_factor`` allows."""
+    factor = limits.max_token_factor
+    if factor is None or not before.get("calls") or not now.get("calls"):
+        return []
+    old = (before.get("tokens_out") or 0) / before["calls"]
+    new = (now.get("tokens_out") or 0) / now["calls"]
+    if not old or new / old <= factor:
+        return []
+    return [
+        Regression(
+            kind="verbosity",
+            subject=f"{model} tokens out per call",
+            before=f"{old:.0f}",
+            now=f"{new:.0f} (x{new / old:.1f})",
+            limit=f"x{factor:g}",
+        )
+    ]
+
+
+def _not_comparable(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Differences between the runs that change the figures: workers, hosts, ``--dist``."""
+    out = []
+    workers = (len(before.get("workers") or []), len(now.get("workers") or []))
+    if workers[0] != workers[1]:
+        out.append(
+            f"the baseline ran on {workers[0] or 1} process(es), this run on "
+            f"{workers[1] or 1}: latency under more parallel load is not the same figure"
+        )
+    if sorted(before.get("hosts") or []) != sorted(now.get("hosts") or []):
+        out.append(
+            f"other hosts: {', '.join(before.get('hosts') or []) or '-'} then, "
+            f"{', '.join(now.get('hosts') or []) or '-'} now"
+        )
+    if before.get("dist") != now.get("dist"):
+        out.append(f"--dist {before.get('dist') or 'no'} then, {now.get('dist') or 'no'} now")
+    return out

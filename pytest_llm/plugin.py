@@ -40,7 +40,7 @@ from .ladder import (
     ladder_of,
 )
 from .ladder import PROPERTY as LADDER_PROPERTY
-from .report import Recorder, ReportOptions, error_info
+from .report import Recorder, ReportOptions, error_info, selects_part
 from .result import LLMResult
 from .sampling import PROPERTY as SAMPLES_PROPERTY
 from .sampling import ignored_settings
@@ -163,7 +163,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(config.stash[RECORDER_KEY], "llm-report")
     worker = worker_id(config) is not None
     cassettes = CassetteSummary(
-        config.stash[CASSETTES_KEY], filtered=_filtered(config), worker=worker
+        config.stash[CASSETTES_KEY], filtered=selects_part(config), worker=worker
     )
     config.pluginmanager.register(cassettes, "llm-cassettes")
     try:
@@ -533,18 +533,6 @@ def _base_settings(config: pytest.Config) -> dict[str, Any]:
     return settings
 
 
-def _filtered(config: pytest.Config) -> bool:
-    """Whether the run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf`` …)."""
-    option = config.option
-    return bool(
-        getattr(option, "keyword", "")
-        or getattr(option, "markexpr", "")
-        or getattr(option, "deselect", None)
-        or getattr(option, "lf", False)
-        or any("::" in str(arg) for arg in config.args)
-    )
-
-
 def _live_log(config: pytest.Config) -> LiveLog:
     """``--llm-live``'s printer, on the terminal (past output capture); xdist workers print
     nowhere, so ``-n`` is refused."""
@@ -618,6 +606,19 @@ def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:
         metavar="ORDER",
         help="given (default) or size: smallest first by the server's parameter size "
         "(Ollama /api/show), quantisation breaking ties",
+    )
+    group.addoption(
+        "--llm-baseline-optional",
+        dest="llm_baseline_optional",
+        action="store_true",
+        help="baseline gate: a missing --llm-baseline file compares nothing (first run, an "
+        "expired CI artifact) instead of being an error",
+    )
+    group.addoption(
+        "--llm-max-token-factor",
+        dest="llm_max_token_factor",
+        metavar="FACTOR",
+        help="baseline gate: allowed growth of a model's output tokens per call (default: any)",
     )
     group.addoption(
         "--llm-fail-on-new-flags",

@@ -199,6 +199,11 @@ class ReportOptions:
     baseline: Path | None = None
     limits: Limits = DEFAULT_LIMITS
     step_summary: Path | None = None
+    baseline_optional: bool = False
+    """``--llm-baseline-optional``: a missing baseline file compares nothing, not an error."""
+    filtered: bool = False
+    """The run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf``): tests of the
+    baseline it did not select are "not run", not removed."""
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ReportOptions:
@@ -231,6 +236,9 @@ class ReportOptions:
             except ValueError:
                 raise ConfigError(f"{source}={value!r} is not a number") from None
 
+        def optional_number(name: str) -> float | None:
+            return None if config.getoption(name) is None else number(name, 0.0)
+
         try:
             limits = Limits(
                 max_score_drop=number("llm_max_score_drop", DEFAULT_LIMITS.max_score_drop),
@@ -239,6 +247,7 @@ class ReportOptions:
                 ),
                 latency_floor_ms=number("llm_latency_floor_ms", DEFAULT_LIMITS.latency_floor_ms),
                 fail_on_new_flags=bool(config.getoption("llm_fail_on_new_flags", False)),
+                max_token_factor=optional_number("llm_max_token_factor"),
             )
         except ValueError as exc:
             raise ConfigError(f"llm baseline limit {exc}") from None
@@ -249,6 +258,8 @@ class ReportOptions:
             baseline=path("llm_baseline"),
             limits=limits,
             step_summary=Path(summary) if summary else None,
+            baseline_optional=bool(config.getoption("llm_baseline_optional", False)),
+            filtered=selects_part(config),
         )
 
 
@@ -642,6 +653,18 @@ def versions() -> dict[str, str | None]:
 # --- files ----------------------------------------------------------------------------------
 
 
+def selects_part(config: pytest.Config) -> bool:
+    """Whether the run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf`` …)."""
+    option = config.option
+    return bool(
+        getattr(option, "keyword", "")
+        or getattr(option, "markexpr", "")
+        or getattr(option, "deselect", None)
+        or getattr(option, "lf", False)
+        or any("::" in str(arg) for arg in config.args)
+    )
+
+
 def load_report(path: Path, *, source: str = "--llm-baseline") -> dict[str, Any]:
     """Read a JSON report written by ``--llm-report``; a bad file is a ``ConfigError``."""
     fix = "write one with --llm-report PATH (for example on your main branch)"
@@ -679,14 +702,17 @@ def _damage(doc: Mapping[str, Any]) -> str | None:
     if not isinstance(models, dict) or not all(isinstance(f, dict) for f in models.values()):
         return f"'models' must be an object of per-model figures, got {models!r:.80}"
     for model, figures in models.items():
-        for key in ("p50_ms", "pass_rate"):
+        for key in ("p50_ms", "p50_server_ms", "p50_decode_ms", "pass_rate"):
             if not _number_or_null(figures.get(key)):
                 return f"model {model}: {key!r} must be a number or null, got {figures[key]!r}"
     return None
 
 
 def _number_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    """``None`` or a finite number: a NaN or infinite figure would switch its check off."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- the plugin object ----------------------------------------------------------------------
@@ -716,9 +742,17 @@ class Recorder:
         self.pool = pool
         self.worker_id = worker_id
         self.dist = dist
-        self.baseline = (
-            load_report(options.baseline) if options.baseline and not worker_id else None
-        )
+        self.baseline: dict[str, Any] | None = None
+        #: Why the gate compared nothing although --llm-baseline was given (optional, missing).
+        self.no_baseline: str | None = None
+        if options.baseline and not worker_id:
+            if options.baseline_optional and not options.baseline.exists():
+                self.no_baseline = (
+                    f"baseline gate: no baseline at {options.baseline} "
+                    "(--llm-baseline-optional): compared nothing"
+                )
+            else:
+                self.baseline = load_report(options.baseline)
         self.records: dict[str, TestRecord] = {}
         self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
         self.live_models: dict[str, set[str]] = {}  # host -> models that answered live there
@@ -772,6 +806,8 @@ class Recorder:
                 terminalreporter.write_line(text, **({color: True} if color else {}))
             for problem in self.problems:
                 terminalreporter.write_line(problem, red=True, bold=True)
+            if self.no_baseline:
+                terminalreporter.write_line(self.no_baseline, yellow=True)
         sampled = sampling_lines(doc)
         if sampled:
             terminalreporter.write_sep("=", "llm sampling")
@@ -815,6 +851,7 @@ class Recorder:
             "workers": worker_rows(tests, {w["id"]: w["host"] for w in self.workers}),
             "digests": digests,
             "dist": self.dist,
+            "filtered": self.options.filtered,
             "versions": versions(),
         }
         ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None

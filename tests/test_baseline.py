@@ -206,3 +206,82 @@ def test_limits_are_validated() -> None:
         Limits(max_score_drop=1.5)
     with pytest.raises(ValueError, match=r"max_latency_factor=0\.9: expected a number >= 1"):
         Limits(max_latency_factor=0.9)
+
+
+# --- the gate covers what tests measure -------------------------------------------------------
+
+
+def record(nodeid: str, **fields: Any) -> dict[str, Any]:
+    return {"nodeid": nodeid, "outcome": "passed", "score": None, **fields}
+
+
+def document(tests: list[dict[str, Any]], **parts: Any) -> dict[str, Any]:
+    return {"tests": tests, "models": {}, "run": {}, **parts}
+
+
+def sampled(passes: int, runs: int) -> dict[str, Any]:
+    return {"samples": [{"passes": passes, "runs": runs}]}
+
+
+def test_a_pass_rate_drop_counts_only_when_the_intervals_part() -> None:
+    before = document([record("t", **sampled(20, 20))])
+    noise = compare(before, document([record("t", **sampled(17, 20))]))  # 100% -> 85%
+    assert not noise.failed  # 85% (95% CI 64%-95%) overlaps 100% (84%-100%)
+    drop = compare(before, document([record("t", **sampled(10, 20))]))  # 100% -> 50%
+    [regression] = drop.regressions
+    assert (regression.kind, regression.subject) == ("pass rate drop", "t")
+    assert regression.before == "100% (95% CI 84%-100%)"
+    assert regression.now == "50% (95% CI 30%-70%)"
+
+
+def test_verbosity_is_gated_only_with_a_token_factor() -> None:
+    before = document([], models={"m": {"calls": 10, "tokens_out": 200}})
+    now = document([], models={"m": {"calls": 10, "tokens_out": 500}})
+    assert not compare(before, now).failed
+    [regression] = compare(before, now, Limits(max_token_factor=2)).regressions
+    assert (regression.kind, regression.before, regression.now) == ("verbosity", "20", "50 (x2.5)")
+    with pytest.raises(ValueError, match=r"max_token_factor=0\.5"):
+        Limits(max_token_factor=0.5)
+
+
+def test_tests_a_partial_run_did_not_select_are_not_run_not_removed() -> None:
+    before = document([record("a"), record("b")])
+    whole = compare(before, document([record("a")]))
+    assert whole.removed == ("b",) and whole.not_run == ()
+    partial = compare(before, document([record("a")], run={"filtered": True}))
+    assert partial.removed == () and partial.not_run == ("b",)
+    assert ("not run in this run", ("b",)) in partial.listed()
+
+
+def test_runs_that_are_not_comparable_are_said_so() -> None:
+    before = document([], run={"workers": [], "hosts": ["http://a:1"], "dist": None})
+    now = document([], run={"workers": [{}, {}, {}, {}], "hosts": ["http://a:1"], "dist": "load"})
+    comparison = compare(before, now)
+    assert not comparison.failed
+    assert comparison.warnings == (
+        "the baseline ran on 1 process(es), this run on 4: latency under more parallel load "
+        "is not the same figure",
+        "--dist no then, load now",
+    )
+
+
+def test_a_nan_in_the_baseline_is_damage_and_a_missing_one_can_be_optional(
+    pytester: pytest.Pytester, fake: FakeOllama
+) -> None:
+    pytester.makepyfile(BASE_SUITE)
+    damaged = pytester.path / "damaged.json"
+    doc = {"schema": "pytest-llm-report/1", "tests": [], "models": {"m": {"p50_ms": "NaN"}}}
+    damaged.write_text(json.dumps(doc).replace('"NaN"', "NaN"))
+    result = run(pytester, fake, f"--llm-baseline={damaged}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*is damaged: model m: 'p50_ms' must be a number or null, got nan*"]
+    )
+    missing = pytester.path / "missing.json"
+    strict = run(pytester, fake, f"--llm-baseline={missing}")
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    optional = run(pytester, fake, f"--llm-baseline={missing}", "--llm-baseline-optional")
+    assert optional.ret == pytest.ExitCode.OK
+    optional.stdout.fnmatch_lines(
+        ["baseline gate: no baseline at *missing.json (--llm-baseline-optional): compared nothing"]
+    )
