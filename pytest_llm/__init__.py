@@ -17,7 +17,9 @@ from .assertions import (  # noqa: E402
     assert_similar,
 )
 from .config import HarnessConfig  # noqa: E402
+from .datasets import Case, DatasetResult, cases_param, load_cases  # noqa: E402
 from .errors import (  # noqa: E402
+    AccuracyTooLow,
     BackendAuthError,
     BackendBusy,
     BackendError,
@@ -42,6 +44,7 @@ from .sampling import SampleResult  # noqa: E402
 from .scoring import Score, Scorer  # noqa: E402
 
 __all__ = [
+    "AccuracyTooLow",
     "Attempt",
     "BackendAuthError",
     "BackendBusy",
@@ -49,9 +52,11 @@ __all__ = [
     "BackendResponseError",
     "BackendTimeout",
     "BackendUnreachable",
+    "Case",
     "CassetteError",
     "CheckError",
     "ConfigError",
+    "DatasetResult",
     "Harness",
     "HarnessConfig",
     "JudgeError",
@@ -72,4 +77,6 @@ __all__ = [
     "assert_schema",
     "assert_score",
     "assert_similar",
+    "cases_param",
+    "load_cases",
 ]

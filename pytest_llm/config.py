@@ -70,6 +70,8 @@ class HarnessConfig:
     that cannot tell which weights they serve (OpenAI-compatible ones)."""
     samples: int = 1
     min_pass_rate: float = 1.0
+    min_accuracy: float = 1.0
+    """The share of a dataset's cases that must pass (``llm.evaluate``); 1.0: every case."""
     concurrency: int = 4
     check_feedback: bool = False
     on_low_quality: str = "fail"
@@ -189,6 +191,7 @@ def _validate(c: HarnessConfig) -> None:
         _text("model_version", c.model_version)
     _integer("samples", c.samples, low=1)
     _number("min_pass_rate", c.min_pass_rate, low=0.0, high=1.0)
+    _number("min_accuracy", c.min_accuracy, low=0.0, high=1.0)
     _integer("concurrency", c.concurrency, low=1)
     if c.on_low_quality not in ON_LOW_QUALITY:
         raise _fail("on_low_quality", c.on_low_quality, f"one of {', '.join(ON_LOW_QUALITY)}")
@@ -214,6 +217,7 @@ OPTION_FIELDS: dict[str, tuple[str, type]] = {
     "total_timeout_seconds": ("total_timeout", float),
     "max_retries": ("retries", int),
     "min_score": ("min_score", float),
+    "min_accuracy": ("min_accuracy", float),
     "seed": ("seed", int),
     "judge_model": ("judge_model", str),
     "on_low_quality": ("on_low_quality", str),

@@ -18,6 +18,7 @@
         ├── OutputInvalid            invalid output after every retry and escalation
         ├── ScoreTooLow              score under min_score after every retry and escalation
         └── PassRateTooLow           too few of llm.sample's calls passed (min_pass_rate)
+            └── AccuracyTooLow       too few of llm.evaluate's cases passed (min_accuracy)
 
     LLMWarning (UserWarning)         a setting that empties a verdict (sampling at temperature 0)
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccuracyTooLow",
     "BackendAuthError",
     "BackendBusy",
     "BackendError",
@@ -141,6 +143,10 @@ class ScoreTooLow(QualityFailure):
 
 class PassRateTooLow(QualityFailure):
     """Fewer than ``min_pass_rate`` of the sampled calls passed (``result``: the SampleResult)."""
+
+
+class AccuracyTooLow(PassRateTooLow):
+    """Fewer than ``min_accuracy`` of a dataset's cases passed (``result``: the DatasetResult)."""
 
 
 class LLMWarning(UserWarning):

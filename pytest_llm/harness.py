@@ -8,18 +8,21 @@ single, synchronous code path.
 from __future__ import annotations
 
 import contextvars
+import json
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
 from .backends.deadline import CallScope, Interrupt, call_scope
 from .config import HarnessConfig
+from .datasets import Case, DatasetResult, judge_case, load_cases, render_prompt
 from .errors import (
+    AccuracyTooLow,
     BackendBusy,
     BackendError,
     ConfigError,
@@ -41,6 +44,7 @@ from .validation import Check, CheckRejected, Rejected, Schema, check_schema, fo
 __all__ = ["Harness", "Prompt"]
 
 Prompt = str | Sequence[Mapping[str, Any]]
+_T = TypeVar("_T")
 
 _SHOWN_OUTPUT = 300
 #: No attempt starts with less time than this left of its call (it could only time out).
@@ -93,6 +97,8 @@ class Harness:
         on_score: Callable[..., None] | None = None,
         on_sample: Callable[[SampleResult], None] | None = None,
         embeddings: EmbeddingCache | None = None,
+        on_dataset: Callable[[DatasetResult], None] | None = None,
+        select_cases: Callable[[list[Case]], list[Case]] | None = None,
     ) -> None:
         self.config = config or HarnessConfig()
         self._own_pool: BackendPool | None = None
@@ -108,6 +114,8 @@ class Harness:
         self._on_result = on_result
         self._on_score = on_score
         self._on_sample = on_sample
+        self._on_dataset = on_dataset
+        self._select_cases = select_cases
         self._embeddings = embeddings or EmbeddingCache()
 
     # --- public API ----------------------------------------------------------------------
@@ -161,28 +169,99 @@ class Harness:
         calls = [self._prepare(p, system, schema, check, scorer, model, options) for p in prompts]
         if not calls:
             return []
-        workers = min(calls[0].config.concurrency, len(calls))
-        interrupt = Interrupt()
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm")
-        futures: list[Future[LLMResult]] = []
-        try:
-            for c in calls:  # each sees this thread's context (the active harness for checks)
-                futures.append(pool.submit(contextvars.copy_context().run, self._run, c, interrupt))
-            wait(futures)
-        except BaseException as exc:  # Ctrl-C, pytest-timeout: stop the work, keep what ran
-            for future in futures:  # first: a worker a cut call frees takes no queued one
-                future.cancel()  # queued calls never start
-            interrupt.stop(_describe(exc))  # running ones are cut
-            # a call waiting for its answer's first byte ends at its deadline at the latest
-            wait(futures, timeout=calls[0].config.timeout_seconds + 1)
-            raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        futures = _concurrently(
+            [lambda stop, c=c: self._run(c, stop) for c in calls],  # type: ignore[misc]
+            calls[0].config,
+        )
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:  # "could not test" outranks "tested and failed", as in a single chat
             first = next((e for e in errors if not isinstance(e, QualityFailure)), errors[0])
             raise first.with_traceback(None) if isinstance(first, LLMError) else first
         return [future.result() for future in futures]
+
+    def evaluate(
+        self,
+        cases: Iterable[Case | Mapping[str, Any]],
+        prompt: str | Callable[[Case], Prompt],
+        *,
+        expected: str | None = None,
+        label: str | Callable[[Any], Any] | None = None,
+        system: str | None = None,
+        schema: Schema | None = None,
+        check: Check | None = None,
+        scorer: Scorer | None = None,
+        model: str | None = None,
+        **options: Any,
+    ) -> DatasetResult:
+        """Evaluate every case of a dataset in this one test, at most ``concurrency`` at once.
+
+        ``prompt`` is a format string filled from each case's fields (``"Classify: {text}"``)
+        or a callable given the :class:`~pytest_llm.datasets.Case`. A case passes when its
+        answer is accepted (``schema``, ``check``, ``scorer`` as in :meth:`chat`, with
+        re-asks) and, with ``expected`` (the name of the field holding the expected label),
+        when its label matches that field, compared without case and surrounding white
+        space or punctuation. The label is the answer's text, or ``label``: a field of the
+        parsed answer (``label="category"``) or a callable given the parsed answer (the
+        text without a schema). Under pytest each case is reported as its own subtest and
+        ``--llm-cases=ID,ID`` runs only those cases. Returns the
+        :class:`~pytest_llm.datasets.DatasetResult` when at least ``min_accuracy`` of the
+        cases pass; raises :class:`~pytest_llm.AccuracyTooLow` (failed cases first) otherwise.
+        Cases with the same prompt are asked one after another in case order, so a
+        cassette replays the same answer to the same case whatever the completion order.
+        """
+        __tracebackhide__ = True  # failures point at the test, not at the loop
+        loaded = list(cases)
+        if not loaded:
+            raise ConfigError("evaluate() got no cases: load some with load_cases(path)")
+        selected = (
+            [c for c in loaded if isinstance(c, Case)]
+            if all(isinstance(c, Case) for c in loaded)
+            else load_cases(loaded)
+        )
+        if self._select_cases is not None:
+            selected = self._select_cases(selected)
+        calls = [
+            self._prepare(render_prompt(prompt, c), system, schema, check, scorer, model, options)
+            for c in selected
+        ]
+        cfg = calls[0].config if calls else self.config.replace(**options)
+        groups: dict[str, list[int]] = {}  # same request, one after another, in case order
+        for i, call in enumerate(calls):
+            key = json.dumps([call.config.model, list(call.messages)], sort_keys=True, default=str)
+            groups.setdefault(key, []).append(i)
+        outcomes: dict[int, LLMResult | BaseException] = {}
+
+        def run_group(stop: Interrupt, indices: list[int]) -> None:
+            for i in indices:
+                try:
+                    outcomes[i] = self._run(calls[i], stop)
+                except Exception as exc:  # judged below, in case order
+                    outcomes[i] = exc
+
+        futures = _concurrently(
+            [lambda stop, g=g: run_group(stop, g) for g in groups.values()],  # type: ignore[misc]
+            cfg,
+        )
+        for future in futures:
+            future.result()  # a bug of this loop, not a case's outcome
+        errors = [o for o in outcomes.values() if isinstance(o, BaseException)]
+        broken = next((e for e in errors if not isinstance(e, QualityFailure)), None)
+        if broken is not None:  # "could not test" outranks "tested and failed"
+            raise broken.with_traceback(None) if isinstance(broken, LLMError) else broken
+        judged = tuple(
+            judge_case(c, outcomes[i], _prompt(calls[i]), expected, label)
+            for i, c in enumerate(selected)
+        )
+        outcome = DatasetResult(
+            cases=judged, min_accuracy=cfg.min_accuracy, labelled=expected is not None
+        )
+        if self._on_dataset is not None:
+            self._on_dataset(outcome)
+        if not outcome.passed:
+            error = AccuracyTooLow(outcome.report())
+            error.result = outcome
+            raise error
+        return outcome
 
     def sample(
         self,
@@ -550,6 +629,34 @@ class Harness:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _concurrently(
+    tasks: Sequence[Callable[[Interrupt], _T]], config: HarnessConfig
+) -> list[Future[_T]]:
+    """Run ``tasks`` on a thread pool (at most ``concurrency`` at once) until all have ended.
+
+    Each task gets the :class:`Interrupt` that Ctrl-C or pytest-timeout sets: then queued
+    tasks never start and running calls are cut, and the interruption propagates.
+    """
+    workers = max(1, min(config.concurrency, len(tasks)))
+    interrupt = Interrupt()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytest-llm")
+    futures: list[Future[_T]] = []
+    try:
+        for task in tasks:  # each sees this thread's context (the active harness for checks)
+            futures.append(pool.submit(contextvars.copy_context().run, task, interrupt))
+        wait(futures)
+    except BaseException as exc:  # Ctrl-C, pytest-timeout: stop the work, keep what ran
+        for future in futures:  # first: a worker a cut call frees takes no queued one
+            future.cancel()  # queued calls never start
+        interrupt.stop(_describe(exc))  # running ones are cut
+        # a call waiting for its answer's first byte ends at its deadline at the latest
+        wait(futures, timeout=config.timeout_seconds + 1)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return futures
 
 
 def _cut_off(cfg: HarnessConfig) -> str:

@@ -27,6 +27,8 @@ from .config import (
     resolve,
     split_hosts,
 )
+from .dataset_hooks import DatasetSummary, case_report, report_cases, select_cases
+from .datasets import PROPERTY as DATASET_PROPERTY
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .flags import flag_reason
 from .harness import Harness
@@ -67,8 +69,8 @@ CALL_PASSED_KEY = pytest.StashKey[bool]()
 RESULTS_KEY = pytest.StashKey[list[LLMResult]]()
 #: ``--llm-live``: prints each call as it ends.
 LIVE_KEY = pytest.StashKey[LiveLog]()
-#: The ``user_properties`` the ``llm`` fixture adds: calls, scores, samples.
-_PROPERTIES = ("llm", "llm_scores", SAMPLES_PROPERTY)
+#: The ``user_properties`` the ``llm`` fixture adds: calls, scores, samples, datasets.
+_PROPERTIES = ("llm", "llm_scores", SAMPLES_PROPERTY, DATASET_PROPERTY)
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
@@ -84,6 +86,8 @@ _OPTION_HELP = {
     "(default: timeout x attempts + backoff)",
     "max_retries": "extra attempts per model after invalid output (default: 2)",
     "min_score": "minimum quality score in [0, 1] for scored calls",
+    "min_accuracy": "share of a dataset's cases (llm.evaluate) that must pass, in [0, 1] "
+    "(default: 1, every case)",
     "seed": "sampling seed sent with every call (default: 42)",
     "judge_model": "model that judges outputs (LLM-as-judge scoring)",
     "on_low_quality": "a score or pass rate under its threshold: fail (default), flag, or "
@@ -128,6 +132,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="print each model call (prompt, attempts, answer, timings) as it ends; "
         "in the process that runs the tests, so not with -n",
+    )
+    group.addoption(
+        "--llm-cases",
+        dest="llm_cases",
+        metavar="ID,ID",
+        help="dataset tests (llm.evaluate) run only the cases with these ids",
     )
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
@@ -176,6 +186,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ladder, "llm-ladder")
     config.stash[RECORDER_KEY].ladder = ladder  # the JSON report's ladder part
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
+    if not worker:  # the llm datasets section, from the reports (the workers' too)
+        config.pluginmanager.register(DatasetSummary(), "llm-datasets")
     if config.getoption("llm_live"):
         config.stash[LIVE_KEY] = _live_log(config)
     if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None) and not worker:
@@ -287,6 +299,12 @@ def llm(
 
     scores: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
+    datasets: list[dict[str, Any]] = []
+
+    def record_dataset(outcome: Any) -> None:
+        datasets.append(outcome.summary())
+        report_cases(request, outcome, llm_config.on_low_quality)  # each case a subtest
+
     harness = Harness(
         llm_config,
         backend=backend_for,
@@ -295,10 +313,12 @@ def llm(
         on_sample=lambda outcome: samples.append(outcome.summary()),
         # with a cassette the cache is the test's own, so that its cassette holds every vector
         embeddings=None if _llm_cassette is not None else request.config.stash[EMBEDDINGS_KEY],
+        on_dataset=record_dataset,
+        select_cases=lambda cases: select_cases(request.config, cases),
     )
     with activated(harness):  # where assert_score, assert_similar and judge() find it
         yield harness
-    for name, items in zip(_PROPERTIES, (records, scores, samples), strict=True):
+    for name, items in zip(_PROPERTIES, (records, scores, samples, datasets), strict=True):
         if items:  # before the teardown report is made, so it (and JUnit XML, xdist) carry them
             text = json.dumps(items, sort_keys=True, default=str)
             request.node.user_properties.append((name, text))
@@ -441,6 +461,8 @@ def pytest_runtest_makereport_shows_calls(
     beside captured output); they are dropped with the teardown report."""
     report = yield
     results = item.stash.get(RESULTS_KEY, None)
+    if case_report(item, report):  # a dataset's case: its own calls only (dataset_hooks)
+        return report
     if results and report.failed:
         report.sections.append((SECTION, transcript(results)))
     if report.when == "teardown" and results is not None:

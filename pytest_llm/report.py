@@ -118,6 +118,13 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
           "cached": false,                   # every call was replayed
           "llm": [{"model": "llama3.2", "route": ["llama3.2"], "success": true, ...}],
           "samples": []                      # one summary per llm.sample() call
+          "datasets": []                     # one summary per llm.evaluate() call: cases,
+                                             # passes, accuracy, interval, min_accuracy,
+                                             # passed, failed_cases, results (one per case:
+                                             # id, passed, reason, model, expected,
+                                             # predicted, score, output); with labels also
+                                             # labels, confusion, per_label (precision,
+                                             # recall, support)
         }
       ]
     }
@@ -154,6 +161,7 @@ from ._files import write_text_atomic
 from .backends import BackendPool
 from .baseline import DEFAULT_LIMITS, Comparison, Limits, compare
 from .config import HarnessConfig, ini_path, public_host
+from .datasets import PROPERTY as DATASET_PROPERTY
 from .errors import BackendUnreachable, ConfigError, LLMError
 from .ladder import grid
 from .sampling import PROPERTY as SAMPLES_PROPERTY
@@ -281,6 +289,7 @@ class TestRecord:
     error: dict[str, Any] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
     reruns: int = 0
     failure: dict[str, Any] | None = None
@@ -332,6 +341,8 @@ class TestRecord:
                     self.calls.extend(json.loads(str(value)))
                 elif name == SAMPLES_PROPERTY:
                     self.samples.extend(json.loads(str(value)))
+                elif name == DATASET_PROPERTY:
+                    self.datasets.extend(json.loads(str(value)))
                 elif name == SCORES_PROPERTY:
                     self.scores.extend(json.loads(str(value)))
 
@@ -369,6 +380,7 @@ class TestRecord:
             "cached": bool(calls) and all(c.get("cached") for c in calls),
             "llm": calls,
             "samples": self.samples,
+            "datasets": self.datasets,
             "scores": self.scores,
         }
 
@@ -770,6 +782,8 @@ class Recorder:
         self._started = time.perf_counter()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "llm_case", None) is not None:
+            return  # a dataset's case (a subtest): in its test's "datasets" part
         if self.worker_id is not None:  # the controller records the test from this report
             phase = TestRecord(nodeid=report.nodeid)
             phase.update(report)

@@ -40,6 +40,7 @@ def test_design_fields_are_all_present() -> None:
         "model_version",  # declared model identity, for servers that tell no digest
         "on_low_quality",  # flag instead of fail
         "total_timeout_seconds",  # one bound on every attempt and pause of a call
+        "min_accuracy",  # the dataset gate (llm.evaluate)
     }  # fmt: skip
     assert set(config_field_names()) == expected
 
