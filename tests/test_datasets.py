@@ -384,3 +384,48 @@ def test_a_recorded_dataset_replays_the_same_whatever_the_order(pytester: pytest
         replayed.assert_outcomes(passed=1, xfailed=1)
         replayed.stdout.fnmatch_lines(["*5/6 cases passed*", "*failed cases: t4"])
     assert cassette.read_bytes() == first
+
+
+def test_a_failed_case_shows_its_own_calls_only(pytester: pytest.Pytester) -> None:
+    dataset_session(pytester, 0.8)
+    pytester.makeconftest(
+        """
+        import json
+
+        def pytest_runtest_logreport(report):
+            case = getattr(report, "llm_case", None)
+            if case is not None:
+                with open("cases.jsonl", "a") as f:
+                    f.write(json.dumps({"case": case, "sections": report.sections}) + "\\n")
+        """
+    )
+    with FakeOllama(classify, parallel=4) as fake:
+        pytester.runpytest(f"--llm-host={fake.url}", "-p", "no:cacheprovider")
+    seen = [json.loads(line) for line in (pytester.path / "cases.jsonl").read_text().splitlines()]
+    assert [s["case"]["id"] for s in seen] == ["t1", "t2", "t3", "t4", "t5"]  # case order
+    t3 = seen[2]
+    assert t3["case"]["passed"] is False and t3["case"]["output"] == "bug"
+    ((_, text),) = [s for s in t3["sections"] if s[0] == "llm calls"]
+    assert "Please refund my last order" in text and "dark mode" not in text
+    assert all(not s["sections"] for s in seen if s["case"]["passed"])
+
+
+def test_a_flagged_dataset_does_not_fail_the_run(pytester: pytest.Pytester) -> None:
+    dataset_session(pytester, 0.8)
+    with FakeOllama(classify, parallel=4) as fake:
+        result = pytester.runpytest(
+            f"--llm-host={fake.url}", "-p", "no:cacheprovider", "--llm-on-low-quality=flag"
+        )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*FAILED: 3/5 cases passed*", "* 1 flagged in *"])
+    assert "SUBFAILED" not in result.stdout.str()  # its cases are tolerated, not failed
+
+
+def test_a_server_down_is_the_datasets_error_not_its_cases(pytester: pytest.Pytester) -> None:
+    dataset_session(pytester, 0.5)
+    result = pytester.runpytest(
+        "--llm-host=http://127.0.0.1:9", "-p", "no:cacheprovider", "--llm-retries=0"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*BackendUnreachable*"])
+    assert "SUBFAILED" not in result.stdout.str()
