@@ -429,3 +429,41 @@ def test_a_server_down_is_the_datasets_error_not_its_cases(pytester: pytest.Pyte
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*BackendUnreachable*"])
     assert "SUBFAILED" not in result.stdout.str()
+
+
+def test_labels_come_from_a_schema_field_or_a_callable() -> None:
+    from pydantic import BaseModel
+
+    class Label(BaseModel):
+        label: str
+
+    backend = ScriptedBackend([lambda r: '{"label": "Billing"}'])
+    h = Harness(HarnessConfig(model="m"), backend=backend)
+    cases = [{"text": "refund", "want": "billing"}]
+    assert h.evaluate(cases, "{text}", schema=Label, label="label", expected="want").passed
+    plain = Harness(HarnessConfig(model="m"), backend=ScriptedBackend(["Category: bug"]))
+    pick = plain.evaluate(
+        [{"text": "crash", "want": "bug"}],
+        "{text}",
+        label=lambda t: t.split(":")[1],
+        expected="want",
+    )
+    assert pick.cases[0].predicted == "bug" and pick.passed
+    dict_schema = {"type": "object", "properties": {"label": {"type": "string"}}}
+    as_dict = Harness(HarnessConfig(model="m"), backend=backend)
+    assert as_dict.evaluate(
+        cases, "{text}", schema=dict_schema, label="label", expected="want"
+    ).passed
+
+
+def test_a_relative_path_is_read_from_the_test_module_directory(pytester: pytest.Pytester) -> None:
+    sub = pytester.mkdir("suite")
+    write_jsonl(sub / "cases.jsonl", TICKETS[:2])
+    sub.joinpath("test_sub.py").write_text(
+        "import pytest\n"
+        "from pytest_llm import cases_param\n\n"
+        '@pytest.mark.parametrize("case", cases_param("cases.jsonl", id="id"))\n'
+        "def test_case(case):\n"
+        "    assert case.id in ('t1', 't2')\n"
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "suite").assert_outcomes(passed=2)
