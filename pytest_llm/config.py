@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .backends.registry import kind as backend_kind
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ __all__ = [
 
 DEFAULT_MODEL = "llama3.2"
 DEFAULT_HOST = "http://127.0.0.1:11434"
-BACKENDS = ("ollama", "openai")
 #: What a quality shortfall does (``HarnessConfig.on_low_quality``).
 ON_LOW_QUALITY = ("fail", "flag", "flag-all")
 #: The longest pause between two attempts of the backoff (a server's Retry-After may ask more).
@@ -94,7 +94,8 @@ class HarnessConfig:
         elif not isinstance(self.escalate_to, tuple):
             raise _fail("escalate_to", self.escalate_to, "a model name or a list of names")
         _validate(self)
-        object.__setattr__(self, "host", normalize_host(self.host))
+        port = backend_kind(self.backend).default_port
+        object.__setattr__(self, "host", normalize_host(self.host, port))
 
     def replace(self, **changes: Any) -> HarnessConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -175,8 +176,8 @@ def _validate(c: HarnessConfig) -> None:
     _text("host", c.host)
     if "," in c.host:
         raise _fail("host", c.host, "one URL (a comma-separated pool is for --llm-host/llm_host)")
-    if c.backend not in BACKENDS:
-        raise _fail("backend", c.backend, f"one of {', '.join(BACKENDS)}")
+    _text("backend", c.backend)
+    backend_kind(c.backend)  # a ConfigError naming the known kinds
     if c.seed is not None:
         _integer("seed", c.seed, low=0)
     if c.keep_alive is not None and not isinstance(c.keep_alive, str | int | float):
@@ -237,8 +238,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
 
 
-def normalize_host(host: str) -> str:
+def normalize_host(host: str, default_port: int | None = 11434) -> str:
     """``localhost:11434`` or ``0.0.0.0`` → a URL the clients accept (as Ollama itself does).
+
+    A bare host name gets ``default_port`` (the backend kind's: 11434 for Ollama, 8000
+    for OpenAI-compatible servers); ``None`` leaves it without one, for a later pass that
+    knows the backend.
 
     A value that is no ``http(s)://HOST[:PORT][/PATH]`` URL is a ``ConfigError`` that shows
     it as given (without credentials) and an example.
@@ -250,8 +255,8 @@ def normalize_host(host: str) -> str:
     hostport, slash, path = rest.partition("/")
     if hostport.startswith("0.0.0.0"):
         hostport = "127.0.0.1" + hostport[len("0.0.0.0") :]
-    if bare and ":" not in hostport.rsplit("]", 1)[-1]:
-        hostport += ":11434"
+    if bare and default_port is not None and ":" not in hostport.rsplit("]", 1)[-1]:
+        hostport += f":{default_port}"
     url = f"{scheme}://{hostport}{slash}{path}"
 
     def invalid(why: str) -> ConfigError:
@@ -276,9 +281,11 @@ def normalize_host(host: str) -> str:
     return url
 
 
-def split_hosts(text: str, source: str = "host") -> tuple[str, ...]:
+def split_hosts(
+    text: str, source: str = "host", default_port: int | None = 11434
+) -> tuple[str, ...]:
     """``"a:11434, b:11434"`` → the normalized URLs of a host pool (one entry is a pool of one)."""
-    hosts = tuple(normalize_host(h) for h in text.split(",") if h.strip())
+    hosts = tuple(normalize_host(h, default_port) for h in text.split(",") if h.strip())
     if not hosts or len(hosts) != len(text.split(",")):
         raise ConfigError(
             f"{source}={text!r} has an empty entry: give one URL or several separated by "
@@ -339,7 +346,8 @@ def coerce(name: str, raw: Any, source: str) -> Any:
     except ValueError:
         raise ConfigError(f"{source}={raw!r} is invalid for llm setting {name}") from None
     if name == "host":
-        value = ",".join(split_hosts(value, source))
+        split_hosts(value, source)  # checked here, naming the option; normalized (with the
+        value = ",".join(h.strip() for h in value.split(","))  # backend's port) once it is known
     return value
 
 

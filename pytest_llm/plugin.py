@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from .backends import Backend, BackendPool
+from .backends.registry import kind as backend_kind
 from .cassettes import MODES, Cassette, CassetteSettings, CassetteSummary
 from .cassettes import PROPERTY as CASSETTE_PROPERTY
 from .config import (
@@ -80,7 +81,8 @@ TEST_ERRORS = (*INFRASTRUCTURE_ERRORS, CheckError)
 _OPTION_HELP = {
     "model": "model to test (default: llama3.2)",
     "host": "model server URL (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
-    "backend": "backend kind: ollama or openai (default: ollama)",
+    "backend": "backend kind: ollama (default), openai, or one another package registers "
+    "(entry point group pytest_llm.backends)",
     "timeout_seconds": "seconds one answer may take, all of it (default: 60)",
     "total_timeout_seconds": "seconds one llm call may take, every attempt and pause "
     "(default: timeout x attempts + backoff)",
@@ -155,7 +157,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         settings = _base_settings(config)
-        hosts = split_hosts(settings.get("host", DEFAULT_HOST))
+        port = backend_kind(settings.get("backend", "ollama")).default_port
+        hosts = split_hosts(settings.get("host", DEFAULT_HOST), default_port=port)
         config.stash[HOSTS_KEY] = hosts
         settings["host"] = pick_host(hosts, worker_id(config))
         config.stash[SETTINGS_KEY] = settings

@@ -3,16 +3,16 @@
 A backend turns a :class:`ChatRequest` into a :class:`~pytest_llm.result.Completion`
 and converts its client library's exceptions into :mod:`pytest_llm.errors` at its
 edge. The harness knows nothing else about it, so a new server kind is one new
-module registered in ``_FACTORIES``.
+module, listed in :mod:`pytest_llm.backends.registry` or added there by another package
+through the entry-point group ``pytest_llm.backends``.
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
@@ -147,12 +147,6 @@ def status_error(
     return error
 
 
-_FACTORIES: dict[str, str] = {
-    "ollama": "pytest_llm.backends.ollama:OllamaBackend",
-    "openai": "pytest_llm.backends.openai:OpenAIBackend",
-}
-
-
 def create_backend(
     name: str, host: str, *, timeout_seconds: float, api_key_env: str | None = None
 ) -> Backend:
@@ -161,8 +155,9 @@ def create_backend(
     ``api_key_env`` names the environment variable holding the API key; ``None`` lets
     the backend use its usual one (``OPENAI_API_KEY``, ``OLLAMA_API_KEY``).
     """
-    module, _, attr = _FACTORIES[name].partition(":")
-    factory: Callable[..., Backend] = getattr(import_module(module), attr)
+    from .registry import kind
+
+    factory = kind(name).load()
     return factory(host=host, timeout_seconds=timeout_seconds, api_key_env=api_key_env)
 
 
