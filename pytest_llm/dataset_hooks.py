@@ -67,6 +67,8 @@ def report_cases(
                     pytest.xfail(f"tolerated by the dataset's verdict ({outcome}): {first}")
                 if not c.passed:
                     raise CaseFailed(c.describe())
+        except CaseFailed:  # -x (maxfail): pytest stops here; the dataset's failure follows
+            return
         finally:
             del node.stash[CASE_KEY]
 

@@ -467,3 +467,14 @@ def test_a_relative_path_is_read_from_the_test_module_directory(pytester: pytest
         "    assert case.id in ('t1', 't2')\n"
     )
     pytester.runpytest("-p", "no:cacheprovider", "suite").assert_outcomes(passed=2)
+
+
+def test_exitfirst_stops_at_the_first_failed_case_and_fails_the_dataset(
+    pytester: pytest.Pytester,
+) -> None:
+    dataset_session(pytester, 0.8)
+    with FakeOllama(classify, parallel=4) as fake:
+        result = pytester.runpytest(f"--llm-host={fake.url}", "-p", "no:cacheprovider", "-x")
+    result.assert_outcomes(failed=2)  # case t3, then the dataset
+    result.stdout.fnmatch_lines(["SUBFAILED[[]t3[]] *", "FAILED *AccuracyTooLow: 3/5*"])
+    assert "SUBFAILED[t4]" not in result.stdout.str()
