@@ -478,3 +478,31 @@ def test_exitfirst_stops_at_the_first_failed_case_and_fails_the_dataset(
     result.assert_outcomes(failed=2)  # case t3, then the dataset
     result.stdout.fnmatch_lines(["SUBFAILED[[]t3[]] *", "FAILED *AccuracyTooLow: 3/5*"])
     assert "SUBFAILED[t4]" not in result.stdout.str()
+
+
+def test_a_dataset_on_the_ladder_fails_only_on_the_rung_that_misses(
+    pytester: pytest.Pytester,
+) -> None:
+    write_jsonl(pytester.path / "tickets.jsonl", TICKETS)
+    pytester.makepyfile(
+        test_tickets=DATASET_TEST.format(min_accuracy=0.9).replace(
+            "min_accuracy=0.9", "min_accuracy=0.9, models=['small', 'big']"
+        )
+    )
+
+    def answer(request: RecordedRequest) -> Reply:
+        if request.model == "small":
+            return classify(request)  # 3 of 5
+        text = request.messages[-1]["content"].split(": ", 1)[1]
+        return Reply(content=next(t["label"] for t in TICKETS if t["text"] == text))
+
+    with FakeOllama(answer, parallel=4, models=("small", "big")) as fake:
+        result = pytester.runpytest(f"--llm-host={fake.url}", "-p", "no:cacheprovider")
+    assert result.ret == 0  # big passes every case: the suite's smallest sufficient model
+    result.stdout.fnmatch_lines(
+        [
+            "test_tickets.py::test_tickets[[]small[]]: FAILED: 3/5 cases passed*",
+            "test_tickets.py::test_tickets[[]big[]]: passed: 5/5 cases passed*",
+            "*1 rung-failed*",
+        ]
+    )
