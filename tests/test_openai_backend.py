@@ -385,9 +385,9 @@ def mocked(
     def handler(_: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body, headers={"content-type": content_type})
 
-    b = OpenAIBackend(host="http://mock/v1", timeout_seconds=2)
-    b._client = httpx.Client(base_url="http://mock/v1/", transport=httpx.MockTransport(handler))
-    return b
+    return OpenAIBackend(
+        host="http://mock/v1", timeout_seconds=2, transport=httpx.MockTransport(handler)
+    )
 
 
 def sse(*events: object) -> bytes:

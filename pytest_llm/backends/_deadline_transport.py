@@ -71,6 +71,12 @@ class DeadlineTransport(httpx.BaseTransport):
         self._inner = inner if inner is not None else httpx.HTTPTransport()
 
     @classmethod
+    def around(cls, transport: httpx.BaseTransport | None, url: str) -> DeadlineTransport:
+        """``transport`` (a test's ``httpx.MockTransport``, say) under the deadline, or the
+        network's for ``url`` when there is none: a backend is always bounded."""
+        return cls(transport) if transport is not None else cls.for_url(url)
+
+    @classmethod
     def for_url(cls, url: str) -> DeadlineTransport:
         """For a client of the server at ``url``, through the proxy the environment names
         for it, if any (what the client would have used without a transport of its own)."""

@@ -15,10 +15,11 @@ import httpx
 import ollama
 
 from ..config import public_host
-from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
+from ..errors import BackendError, BackendResponseError
 from ..result import Completion
 from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
 from ._deadline_transport import DeadlineTransport
+from .http import transport_error
 
 __all__ = ["OllamaBackend"]
 
@@ -40,8 +41,15 @@ class OllamaBackend:
     name = "ollama"
 
     def __init__(
-        self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
+        self,
+        *,
+        host: str,
+        timeout_seconds: float,
+        api_key_env: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the network (``httpx.MockTransport`` in tests); the
+        call's deadline still bounds it."""
         self.host = public_host(host)  # credentials go in the Authorization header only
         self.timeout_seconds = timeout_seconds
         self.api_key_env = api_key_env or "OLLAMA_API_KEY"
@@ -51,7 +59,7 @@ class OllamaBackend:
             host=self.host,
             timeout=timeout_seconds,
             headers=authorization(host, key) or None,
-            transport=DeadlineTransport.for_url(self.host),  # a deadline bounds each answer
+            transport=DeadlineTransport.around(transport, self.host),  # deadlines bound it
         )
         self._digests: dict[str, str] | None = None
         self._digests_lock = threading.Lock()
@@ -184,13 +192,6 @@ class OllamaBackend:
                     f"run `ollama pull {model}` (server said: {text})"
                 ),
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return BackendTimeout(self._timeout_message(model))
-        if isinstance(exc, ConnectionError | httpx.ConnectError):
-            return BackendUnreachable(
-                f"Ollama is not reachable at {self.host}: start it with `ollama serve`, "
-                "or point OLLAMA_HOST / --llm-host at a running server"
-            )
         if isinstance(exc, ValueError):  # the client would not build the request
             error = BackendResponseError(
                 f"the ollama client could not send the request for {model!r}: "
@@ -198,9 +199,14 @@ class OllamaBackend:
             )
             error.retryable = False
             return error
-        return BackendResponseError(
-            f"the connection to Ollama at {self.host} broke during the answer of "
-            f"{model!r}: {type(exc).__name__}: {exc}"
+        return transport_error(
+            exc,
+            host=self.host,
+            model=model,
+            timeout_seconds=self.timeout_seconds,
+            unreachable=f"Ollama is not reachable at {self.host}: start it with `ollama serve`, "
+            "or point OLLAMA_HOST / --llm-host at a running server",
+            server=f"Ollama at {self.host}",
         )
 
     def _no_api(self, text: str) -> BackendError:

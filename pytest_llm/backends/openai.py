@@ -35,19 +35,20 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..config import public_host
-from ..errors import BackendError, BackendResponseError, BackendTimeout, BackendUnreachable
+from ..errors import BackendError, BackendResponseError, BackendTimeout
 from ..result import Completion
 from . import ChatRequest, Deadline, authorization, key_advice, status_error, timeout_message
 from ._deadline_transport import DeadlineTransport
 from ._turns import Turns
 from .deadline import current_deadline
+from .http import sse_events, transport_error
 
 __all__ = ["DEFAULT_API_KEY_ENV", "SCHEMA_STYLES", "OpenAIBackend"]
 
@@ -85,8 +86,15 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(
-        self, *, host: str, timeout_seconds: float, api_key_env: str | None = None
+        self,
+        *,
+        host: str,
+        timeout_seconds: float,
+        api_key_env: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the network (``httpx.MockTransport`` in tests); the
+        call's deadline still bounds it."""
         self.host = public_host(_base_url(host))  # credentials go in the header only
         self.timeout_seconds = timeout_seconds
         self.api_key_env = api_key_env or DEFAULT_API_KEY_ENV
@@ -96,7 +104,7 @@ class OpenAIBackend:
             base_url=self.host + "/",
             timeout=httpx.Timeout(timeout_seconds),
             headers=authorization(host, key),
-            transport=DeadlineTransport.for_url(self.host),  # a deadline bounds each answer
+            transport=DeadlineTransport.around(transport, self.host),  # deadlines bound it
         )
         #: Chats take turns once the server interrupted an answer for another request
         #: (llama-cpp-python): in this process and across the run's xdist workers.
@@ -229,7 +237,7 @@ class OpenAIBackend:
                 response.read()
                 raise _HTTPStatusError(response.status_code, _error_text(response))
             # every line counts against the deadline: keep-alive comments too
-            for data in _sse_events(deadline.within(response.iter_lines())):
+            for data in sse_events(deadline.within(response.iter_lines())):
                 if data == "[DONE]":
                     done = True
                     break
@@ -304,14 +312,6 @@ class OpenAIBackend:
                     "API's base (it usually ends in /v1)"
                 ),
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return BackendTimeout(self._timeout_message(model))
-        if isinstance(exc, httpx.ConnectError):
-            return BackendUnreachable(
-                f"nothing answers at {self.host}: start the OpenAI-compatible server "
-                "(vLLM, llama.cpp, LM Studio, `ollama serve`), or point --llm-host at its "
-                "base URL"
-            )
         if isinstance(exc, json.JSONDecodeError):
             return BackendResponseError(
                 f"{self.host} sent a malformed answer for {model!r}: it is not JSON "
@@ -322,9 +322,13 @@ class OpenAIBackend:
             return BackendResponseError(
                 f"{self.host} sent a malformed answer for {model!r}: {what}"
             )
-        return BackendResponseError(
-            f"the connection to {self.host} broke during the answer of {model!r}: "
-            f"{type(exc).__name__}: {exc}"
+        return transport_error(
+            exc,
+            host=self.host,
+            model=model,
+            timeout_seconds=self.timeout_seconds,
+            unreachable=f"nothing answers at {self.host}: start the OpenAI-compatible server "
+            "(vLLM, llama.cpp, LM Studio, `ollama serve`), or point --llm-host at its base URL",
         )
 
 
@@ -390,21 +394,6 @@ def _shaped(value: Any, kind: type[T], what: str, data: str) -> T:
         shape = "an object" if kind is dict else "an array"
         raise ValueError(f"{what} is not {shape} in the stream event {data[:80]!r}")
     return value
-
-
-def _sse_events(lines: Iterable[str]) -> Iterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined; comments skipped)."""
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        yield "\n".join(data)
 
 
 def _error_message(body: Mapping[str, Any]) -> str:
