@@ -943,22 +943,16 @@ class _Handler(BaseHTTPRequestHandler):
                         model, chat=chat, content=token, thinking=None, done=False
                     )
                 self._stream_line(chunk)
-        if stream:
-            self._raw_line(reply, len(thinking_text) + len(content_text), last=True)
-
-        if plan.fault == "endless" and stream:
-            self._endless_line(model)
-        if plan.fault == "drop":
-            if stream:
-                self._start_stream()
-            raise _Abort
-        if plan.fault == "error":
-            error = reply.error or _DEFAULT_STREAM_ERROR
-            if stream:
-                self._stream_line({"error": error})
-                self._end_stream()
-            else:
-                self._send_json(500, {"error": error})
+        sent = len(thinking_text) + len(content_text)
+        if self._ended_by_fault(
+            plan,
+            reply,
+            model,
+            sent=sent,
+            stream=stream,
+            in_stream=lambda error: self._stream_line({"error": error}),
+            instead=lambda error: self._send_json(500, {"error": error}),
+        ):
             return
 
         ended = time.perf_counter_ns()
@@ -992,6 +986,39 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, final)
 
+    def _ended_by_fault(
+        self,
+        plan: _Plan,
+        reply: Reply,
+        model: str,
+        *,
+        sent: int,
+        stream: bool,
+        in_stream: Callable[[str], None],
+        instead: Callable[[str], None],
+    ) -> bool:
+        """Send what the reply scripts after its chunks (a raw line, a line that never ends,
+        a dropped connection, an error) in one place for both APIs; ``in_stream`` and
+        ``instead`` send an error in the API's shape, inside a stream or as the response.
+        True when a fault ended the answer (nothing more is sent)."""
+        if stream:
+            self._raw_line(reply, sent, last=True)
+        if plan.fault == "endless" and stream:
+            self._endless_line(model)
+        if plan.fault == "drop":
+            if stream:
+                self._start_stream()
+            raise _Abort
+        if plan.fault == "error":
+            error = reply.error or _DEFAULT_STREAM_ERROR
+            if stream:
+                in_stream(error)
+                self._end_stream()
+            else:
+                instead(error)
+            return True
+        return False
+
     # ---------------------------------------------------------------- /v1 chat completions
 
     def _v1_run(self, request: RecordedRequest, reply: Reply, model: str) -> None:
@@ -1023,22 +1050,15 @@ class _Handler(BaseHTTPRequestHandler):
                     delta["reasoning"] = token
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 self._stream_event({**head, "choices": [choice]})
-        if stream:
-            self._raw_line(reply, len(text["thinking"]) + len(text["content"]), last=True)
-
-        if plan.fault == "endless" and stream:
-            self._endless_line(model)
-        if plan.fault == "drop":
-            if stream:
-                self._start_stream()
-            raise _Abort
-        if plan.fault == "error":
-            error = reply.error or _DEFAULT_STREAM_ERROR
-            if stream:
-                self._stream_event(self._error_body(500, error))
-                self._end_stream()
-            else:
-                self._send_error_json(500, error)
+        if self._ended_by_fault(
+            plan,
+            reply,
+            model,
+            sent=len(text["thinking"]) + len(text["content"]),
+            stream=stream,
+            in_stream=lambda error: self._stream_event(self._error_body(500, error)),
+            instead=lambda error: self._send_error_json(500, error),
+        ):
             return
 
         tokens_in, tokens_out = _token_counts(request, reply, plan, chat=True)
