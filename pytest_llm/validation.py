@@ -123,9 +123,11 @@ def parse_json(text: str) -> Any:
                 return json.loads(text[start:end])
             except json.JSONDecodeError:
                 end = text.find("```", end + 3)
-        shown = text if len(text) <= 80 else text[:77] + "..."
+        shown = repr(text if len(text) <= 80 else text[:77] + "...")
+        if len(shown) > 90:  # escapes (\x00, \U000e0000) lengthen the quoted text
+            shown = shown[:86] + "...'"
         raise Rejected(
-            f"the output is not valid JSON ({exc.msg} at char {exc.pos}): {shown!r}"
+            f"the output is not valid JSON ({exc.msg} at char {exc.pos}): {shown}"
         ) from None
 
 
