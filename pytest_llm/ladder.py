@@ -240,7 +240,7 @@ class LadderSession:
         models = self._models()
         per_test = {}
         for test, rungs in tests.items():
-            smallest = next((r.model for r in rungs if r.outcome == "passed"), None)
+            smallest = _smallest(rungs)
             per_test[test] = {
                 "smallest_passing": smallest,
                 "rungs": [
