@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .baseline import Comparison
-from .ladder import grid
-from .report import (
+from ..baseline import Comparison
+from ..ladder import grid
+from .figures import percentile, scored, tries
+from .text import (
     columns,
     down_lines,
     fmt,
@@ -27,13 +28,10 @@ from .report import (
     model_time,
     outcome_counts,
     parallelism,
-    percentile,
     reask_mark,
     regressed_answers,
     regression_rows,
-    scored,
     test_details,
-    tries,
 )
 
 __all__ = ["render_html"]

@@ -1,0 +1,225 @@
+"""The :class:`Recorder` plugin object: collects the test records and, on the controller,
+summarises and writes the reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .._files import write_text_atomic
+from ..backends import BackendPool
+from ..baseline import Comparison, compare
+from ..config import HarnessConfig, public_host
+from ..errors import LLMError
+from .figures import build_report, down_host, hosts_down, versions, worker_rows
+from .loading import load_report
+from .markdown import markdown_summary
+from .options import ReportOptions
+from .records import TestRecord, split_group
+from .text import sampling_lines, summary_lines
+
+if TYPE_CHECKING:
+    from ..ladder import LadderSession
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Collects the test records and, on the controller, summarises and writes.
+
+    An xdist worker keeps no test records (the controller builds them from the same
+    reports): it only notes which models answered live on which server, a set that does
+    not grow with the number of tests, to ask for their digests at the end.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: ReportOptions,
+        settings: HarnessConfig,
+        hosts: Sequence[str],
+        pool: BackendPool,
+        worker_id: str | None,
+        dist: str | None,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.hosts = [public_host(h) for h in hosts]
+        self.pool = pool
+        self.worker_id = worker_id
+        self.dist = dist
+        self.baseline: dict[str, Any] | None = None
+        #: Why the gate compared nothing although --llm-baseline was given (optional, missing).
+        self.no_baseline: str | None = None
+        if options.baseline and not worker_id:
+            if options.baseline_optional and not options.baseline.exists():
+                self.no_baseline = (
+                    f"baseline gate: no baseline at {options.baseline} "
+                    "(--llm-baseline-optional): compared nothing"
+                )
+            else:
+                self.baseline = load_report(options.baseline)
+        self.records: dict[str, TestRecord] = {}
+        self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
+        self.live_models: dict[str, set[str]] = {}  # host -> models that answered live there
+        self.down: set[str] = set()
+        self.doc: dict[str, Any] | None = None
+        self.comparison: Comparison | None = None
+        self.problems: list[str] = []
+        #: The model ladder of the run (set by the plugin): the report's ``ladder`` part.
+        self.ladder: LadderSession | None = None
+        self._started = time.perf_counter()
+
+    # hooks ------------------------------------------------------------------------------
+
+    def pytest_sessionstart(self) -> None:
+        self._started = time.perf_counter()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "llm_case", None) is not None:
+            return  # a dataset's case (a subtest): in its test's "datasets" part
+        if self.worker_id is not None:  # the controller records the test from this report
+            phase = TestRecord(nodeid=report.nodeid)
+            phase.update(report)
+            self._note_servers(phase)
+            return
+        nodeid, group = (
+            split_group(report.nodeid) if self.dist == "loadgroup" else (report.nodeid, None)
+        )
+        record = self.records.get(nodeid)
+        if record is None:
+            record = self.records[nodeid] = TestRecord(nodeid=nodeid, group=group)
+        record.update(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker_id is not None or session.config.option.collectonly:
+            return  # a worker hands its host and digests over in workeroutput (pytest_llm.xdist)
+        self.doc = self.finish()
+        if self.baseline is not None:
+            self.comparison = compare(
+                self.baseline, self.doc, self.options.limits, source=str(self.options.baseline)
+            )
+        self._write_outputs()
+        failed = self.problems or (self.comparison is not None and self.comparison.failed)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        doc = self.doc
+        if doc is None:
+            return
+        if doc["totals"]["llm_tests"] or self.options.baseline:
+            terminalreporter.write_sep("=", "llm summary")
+            for text, color in summary_lines(doc, self.comparison):
+                terminalreporter.write_line(text, **({color: True} if color else {}))
+            for problem in self.problems:
+                terminalreporter.write_line(problem, red=True, bold=True)
+            if self.no_baseline:
+                terminalreporter.write_line(self.no_baseline, yellow=True)
+        sampled = sampling_lines(doc)
+        if sampled:
+            terminalreporter.write_sep("=", "llm sampling")
+            for line in sampled:
+                terminalreporter.write_line(line)
+
+    # used by pytest_llm.xdist -----------------------------------------------------------
+
+    def worker_output(self) -> dict[str, Any]:
+        """What only this worker knows (its ``workeroutput``): its host, the model digests."""
+        return {
+            "id": self.worker_id,
+            "host": public_host(self.settings.host),
+            "digests": self._digests() if self._wants_files() else {},
+        }
+
+    def add_worker(self, output: Mapping[str, Any]) -> None:
+        self.workers.append(dict(output))
+
+    # the end ----------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """The report document of the whole run."""
+        tests = [r.as_json() for r in self.records.values()]
+        digests: dict[str, dict[str, str]] = {}
+        if self.workers:
+            for worker in self.workers:
+                for model, by_host in worker["digests"].items():
+                    digests.setdefault(model, {}).update(by_host)
+        elif self._wants_files():  # this process ran the tests
+            for record in self.records.values():
+                self._note_servers(record)
+            digests = self._digests()
+        run = {
+            "wall_s": round(time.perf_counter() - self._started, 3),
+            "model": self.settings.model,
+            "backend": self.settings.backend,
+            "seed": self.settings.seed,
+            "hosts": self.hosts,
+            "hosts_down": hosts_down(tests),
+            "workers": worker_rows(tests, {w["id"]: w["host"] for w in self.workers}),
+            "digests": digests,
+            "dist": self.dist,
+            "filtered": self.options.filtered,
+            "versions": versions(),
+        }
+        ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None
+        return build_report(tests, run=run, ladder=ladder)
+
+    def _wants_files(self) -> bool:
+        return self.options.report is not None or self.options.html is not None
+
+    def _note_servers(self, record: TestRecord) -> None:
+        """Which models answered live on which server; replayed calls asked no server."""
+        down = down_host(record.error, record.host)
+        if down is not None:
+            self.down.add(down)
+        if record.host:
+            live = {c["model"] for c in record.calls if not c.get("cached")}
+            self.live_models.setdefault(record.host, set()).update(live)
+
+    def _digests(self) -> dict[str, dict[str, str]]:
+        """Digests of the models that answered live, from the servers this process used
+        (hosts that were down skipped)."""
+        found: dict[str, dict[str, str]] = {}
+        for backend in self.pool.backends():
+            host = public_host(backend.host)
+            if host in self.down:
+                continue
+            for model in sorted(self.live_models.get(host, ())):
+                try:
+                    digest = backend.digest(model)
+                except LLMError:
+                    break  # the server went away since: no digests from it
+                if digest:
+                    found.setdefault(model, {})[host] = digest
+        return found
+
+    def _write_outputs(self) -> None:
+        from .html import render_html
+
+        assert self.doc is not None
+        outputs: list[tuple[Path | None, str, Any]] = [
+            (self.options.report, "--llm-report", lambda: json.dumps(self.doc, indent=1) + "\n"),
+            (self.options.html, "--llm-html", lambda: render_html(self.doc, self.comparison)),
+        ]
+        for path, option, render in outputs:
+            if path is None:
+                continue
+            try:
+                write_text_atomic(path, render())
+            except OSError as exc:
+                self.problems.append(f"pytest-llm: {option}: could not write {path}: {exc}")
+        if self.options.step_summary is not None and self.doc["totals"]["llm_tests"]:
+            try:
+                with self.options.step_summary.open("a", encoding="utf-8") as handle:
+                    handle.write(markdown_summary(self.doc, self.comparison))
+            except OSError as exc:
+                self.problems.append(
+                    f"pytest-llm: GITHUB_STEP_SUMMARY: could not append to "
+                    f"{self.options.step_summary}: {exc}"
+                )

@@ -1,0 +1,296 @@
+"""The terminal's ``llm summary`` and ``llm sampling`` sections, and the text pieces the
+Markdown and HTML reports share (tables, gate title, details of a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..baseline import Comparison
+from ..sampling import describe
+from ..transcript import SECTION as TRANSCRIPT_SECTION
+from .figures import _DOWN, OUTCOMES, _worker_order
+
+__all__ = [
+    "answers_text",
+    "calls_text",
+    "columns",
+    "down_lines",
+    "fmt",
+    "gate_title",
+    "host_lines",
+    "model_rows",
+    "model_time",
+    "outcome_counts",
+    "parallelism",
+    "reask_lines",
+    "reask_mark",
+    "regressed_answers",
+    "regression_rows",
+    "sampling_lines",
+    "score_lines",
+    "summary_lines",
+    "test_details",
+]
+
+#: (title, figure in ``models``, how to show it)
+_MODEL_COLUMNS = (
+    ("tests", "tests", "count"),
+    ("passed", "passed", "count"),
+    ("score", "mean_score", "score"),
+    ("p50 ms", "p50_ms", "ms"),
+    ("p95 ms", "p95_ms", "ms"),
+    ("ttft p50", "p50_ttft_ms", "ms"),
+    ("tokens in", "tokens_in", "tokens"),
+    ("tokens out", "tokens_out", "count"),
+    ("retries", "retries", "count"),
+    ("escalated", "escalations", "count"),
+    ("replayed", "cached", "count"),
+)
+
+
+def fmt(value: Any, kind: str = "count") -> str:
+    """A figure for people: ``-`` when unknown (``tokens``: ``unknown``, the server told
+    none), a ``score`` with 2 decimals, ``ms`` whole."""
+    if value is None:
+        return "unknown" if kind == "tokens" else "-"
+    if kind == "score":
+        return f"{value:.2f}"
+    if kind == "ms":
+        return f"{value:.0f}"
+    return str(value)
+
+
+def model_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["model"] + [title for title, _, _ in _MODEL_COLUMNS]
+    rows = [
+        [model] + [fmt(figures[key], kind) for _, key, kind in _MODEL_COLUMNS]
+        for model, figures in doc["models"].items()
+    ]
+    return header, rows
+
+
+def columns(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, text: int = 1, indent: str = ""
+) -> list[str]:
+    """A plain-text table: the first ``text`` columns left-aligned, the others (figures) right."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        indent
+        + "  ".join(
+            cell.ljust(widths[i]) if i < text else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def outcome_counts(totals: Mapping[str, Any]) -> str:
+    names = {"error": "errors"}
+    parts = [f"{totals[names.get(o, o)]} {o}" for o in OUTCOMES if totals[names.get(o, o)]]
+    return ", ".join(parts) or "nothing ran"
+
+
+def host_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Traffic per host when more than one host served the run."""
+    traffic: dict[str, list[Any]] = {}
+    for test in doc["tests"]:
+        if test["host"] and test["llm"]:
+            calls, workers = traffic.setdefault(test["host"], [0, set()])
+            traffic[test["host"]][0] = calls + test["calls"]
+            if test["worker"]:
+                workers.add(test["worker"])
+    if len(doc["run"]["hosts"]) < 2 and len(traffic) < 2:
+        return []
+    lines = []
+    for host in dict.fromkeys([*doc["run"]["hosts"], *traffic]):
+        calls, workers = traffic.get(host, [0, set()])
+        on = f" ({', '.join(sorted(workers, key=_worker_order))})" if workers else ""
+        lines.append(f"host {host}: {calls} calls{on}")
+    return lines
+
+
+def down_lines(doc: Mapping[str, Any]) -> list[str]:
+    return [
+        f"HOST DOWN {host}: {entry['tests']} test(s) errored with {_DOWN}"
+        + (f" on {', '.join(entry['workers'])}" if entry["workers"] else "")
+        + "; start the server there or remove it from --llm-host"
+        for host, entry in doc["run"]["hosts_down"].items()
+    ]
+
+
+def regression_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    header = ["regression", "test or model", "baseline", "now", "allowed"]
+    rows = [[r.kind, r.subject, r.before, r.now, r.limit] for r in comparison.regressions]
+    return header, rows
+
+
+def gate_title(comparison: Comparison) -> str:
+    limits = comparison.limits
+    verdict = (
+        f"FAILED with {len(comparison.regressions)} regression(s)"
+        if comparison.failed
+        else "passed"
+    )
+    return (
+        f"baseline gate {verdict} (baseline {comparison.baseline}; max score drop "
+        f"{limits.max_score_drop:g}, max latency factor x{limits.max_latency_factor:g})"
+    )
+
+
+def reask_mark(test: Mapping[str, Any]) -> str | None:
+    """``passed after 2 re-asks`` for a test that passed only after re-asks, ``passed after
+    1 rerun`` for one that passed only when pytest-rerunfailures ran it again (or both),
+    else None."""
+    reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
+    if test["outcome"] != "passed" or not (reasks or reruns):
+        return None
+    after = [f"{reasks} re-ask{'' if reasks == 1 else 's'}"] if reasks else []
+    after += [f"{reruns} rerun{'' if reruns == 1 else 's'}"] if reruns else []
+    return f"passed after {' and '.join(after)}"
+
+
+def reask_lines(doc: Mapping[str, Any]) -> list[str]:
+    """One line per test that passed only after re-asks: ``nodeid: passed after 2 re-asks``."""
+    marks = ((test["nodeid"], reask_mark(test)) for test in doc["tests"])
+    return [f"{nodeid}: {mark}" for nodeid, mark in marks if mark]
+
+
+def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
+    """The ``llm sampling`` section: one line per ``llm.sample`` call of the run."""
+    return [
+        f"{test['nodeid']}: {'passed' if sample['passed'] else 'FAILED'}: {describe(sample)}"
+        for test in doc["tests"]
+        for sample in test["samples"]
+    ]
+
+
+def answers_text(test: Mapping[str, Any] | None) -> str:
+    """A test's answers, one call a line (``call 2 [model, score 0.40]: text``), as its
+    records keep them (the first characters of each)."""
+    if test is None:
+        return "(not in this run)"
+    lines = []
+    for number, call in enumerate(test.get("llm", []), 1):
+        score = "" if call.get("score") is None else f", score {float(call['score']):.2f}"
+        verdict = "" if call.get("success", True) else ", not accepted"
+        answer = call.get("answer")
+        shown = "(not recorded)" if answer is None else repr(answer)
+        lines.append(f"call {number} [{call['model']}{score}{verdict}]: {shown}")
+    return "\n".join(lines) or "(no model calls)"
+
+
+def regressed_answers(comparison: Comparison, doc: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """For each test the gate failed (now failing, score drop): its node id, the baseline's
+    answers and this run's, to be shown side by side."""
+    now = {t["nodeid"]: t for t in doc["tests"]}
+    subjects = dict.fromkeys(
+        r.subject for r in comparison.regressions if r.kind in ("now failing", "score drop")
+    )
+    return [
+        (nodeid, answers_text(comparison.tests.get(nodeid)), answers_text(now.get(nodeid)))
+        for nodeid in subjects
+    ]
+
+
+def score_lines(test: Mapping[str, Any]) -> list[str]:
+    """A test's scores, one per line: scorer, value, threshold, verdict, model, reason.
+    Scores of answers a low score rejected say so (the test is scored by its accepted
+    answers)."""
+    lines = []
+    for s in test.get("scores", []):
+        threshold = "" if s.get("threshold") is None else f" (min {s['threshold']:g})"
+        verdict = (
+            "rejected the answer"
+            if s.get("attempt") == "rejected"
+            else ("passed" if s.get("passed", True) else "FAILED")
+        )
+        model = f" [{s['model']}]" if s.get("model") else ""
+        reason = f": {s['reason']}" if s.get("reason") else ""
+        lines.append(f"{s['scorer']} {float(s['value']):.2f}{threshold} {verdict}{model}{reason}")
+    return lines
+
+
+def test_details(test: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Why a test ended as it did, as (title, text) blocks for the HTML and Markdown reports:
+    its failure message, its model calls, earlier runs' failures (reruns), its scores and
+    its pass rates. Texts are bounded when recorded; renderers escape them."""
+    blocks: list[tuple[str, str]] = []
+    failure = test.get("failure")
+    if failure:
+        blocks.append((f"{test['outcome']} ({failure['when']})", failure["message"]))
+        if failure.get("transcript"):
+            blocks.append((TRANSCRIPT_SECTION, failure["transcript"]))
+    for run, earlier in enumerate(test.get("rerun_failures", []), 1):
+        blocks.append((f"run {run} failed ({earlier['when']}), then rerun", earlier["message"]))
+    scores = score_lines(test)
+    if scores:
+        blocks.append(("scores", "\n".join(scores)))
+    if test.get("samples"):
+        rates = [f"{'passed' if s['passed'] else 'FAILED'}: {describe(s)}" for s in test["samples"]]
+        blocks.append(("pass rate", "\n".join(rates)))
+    return blocks
+
+
+def summary_lines(
+    doc: Mapping[str, Any], comparison: Comparison | None
+) -> list[tuple[str, str | None]]:
+    """The ``llm summary`` section: (line, colour or None)."""
+    totals, run = doc["totals"], doc["run"]
+    lines: list[tuple[str, str | None]] = []
+    if doc["models"]:
+        lines += [(line, None) for line in columns(*model_rows(doc))]
+        lines.append(("", None))
+    lines.append(
+        (
+            f"{totals['llm_tests']} of {totals['tests']} tests called a model: "
+            f"{calls_text(totals)}, {fmt(totals['tokens_in'], 'tokens')} tokens in, "
+            f"{totals['tokens_out']} tokens out, {totals['retries']} retries, "
+            f"{totals['escalations']} escalations, {totals['cached']} replayed",
+            None,
+        )
+    )
+    workers = f" on {len(run['workers'])} workers" if run["workers"] else ""
+    lines.append((f"{model_time(totals, run)}{workers}: {parallelism(totals)}", None))
+    lines += [(line, None) for line in host_lines(doc)]
+    lines += [(line, "red") for line in down_lines(doc)]
+    lines += [(line, "yellow") for line in reask_lines(doc)]
+    if comparison is not None:
+        lines.append(("", None))
+        lines.append((gate_title(comparison), "red" if comparison.failed else "green"))
+        if comparison.regressions:
+            lines += [
+                (line, "red") for line in columns(*regression_rows(comparison), text=5, indent="  ")
+            ]
+        for title, ids in comparison.listed():
+            lines.append((f"{title} ({len(ids)}, not gated):", None))
+            lines += [(f"  {nodeid}", None) for nodeid in ids]
+    return lines
+
+
+def calls_text(totals: Mapping[str, Any]) -> str:
+    """``9 calls``, or ``9 calls (12 requests)`` when retries and escalations asked more."""
+    requests = totals.get("requests", totals["calls"])
+    more = f" ({requests} requests)" if requests != totals["calls"] else ""
+    return f"{totals['calls']} calls{more}"
+
+
+def model_time(totals: Mapping[str, Any], run: Mapping[str, Any]) -> str:
+    return f"model time {totals['model_ms'] / 1000:.2f} s in {run['wall_s']:.2f} s wall"
+
+
+def parallelism(totals: Mapping[str, Any]) -> str:
+    """How much parallelism bought: the server's busy time over the wall time, for the live
+    calls (replayed ones cost no model time). Without the server's own durations it is not
+    claimed: the client's time counts the wait for a free slot as model time."""
+    replayed = f", {totals['cached']} replayed calls left out" if totals["cached"] else ""
+    queued = totals.get("queue_ms")
+    waited = f", {queued / 1000:.2f} s queued at the server" if queued and queued >= 5 else ""
+    if totals["parallelism"] is None:
+        if not totals["calls"]:
+            return "no model calls"
+        if totals["cached"] >= totals["calls"]:
+            return "every call replayed from cassettes"
+        return f"parallelism not measured (the server tells no durations){replayed}"
+    busy = f"server busy {totals['server_ms'] / 1000:.2f} s"
+    return f"x{totals['parallelism']:.2f} from parallelism ({busy}{waited}){replayed}"
