@@ -39,6 +39,7 @@ from .errors import (  # noqa: E402
     ScoreTooLow,
 )
 from .harness import Harness  # noqa: E402
+from .proxy import LLMProxy  # noqa: E402
 from .result import Attempt, LLMResult  # noqa: E402
 from .sampling import SampleResult  # noqa: E402
 from .scoring import Score, Scorer  # noqa: E402
@@ -61,6 +62,7 @@ __all__ = [
     "HarnessConfig",
     "JudgeError",
     "LLMError",
+    "LLMProxy",
     "LLMResult",
     "LLMWarning",
     "ModelNotFound",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
@@ -49,6 +49,9 @@ class ChatRequest:
     """Index of an independent sample (``Harness.sample``); part of the cassette key."""
     model_version: str | None = None
     """The version the user declares for ``model`` (``model_version``), part of its identity."""
+    on_delta: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    """Called with each piece of the answer's text as it streams in (the proxy relays it to
+    its client); not part of the request's identity. It must not raise."""
 
 
 @runtime_checkable

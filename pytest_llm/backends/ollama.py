@@ -91,6 +91,8 @@ class OllamaBackend:
                         message = chunk.message
                         if message.content:
                             parts.append(message.content)
+                            if request.on_delta is not None:
+                                request.on_delta(message.content)
                         if ttft_ms is None and (message.content or message.thinking):
                             ttft_ms = deadline.elapsed_ms()
                         if chunk.done:

@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -209,7 +209,7 @@ class OpenAIBackend:
     def _chat_in_style(self, request: ChatRequest, schema_style: str | None) -> Completion:
         body = self._body(request, schema_style)
         if not self._turns.on:
-            completion = self._stream(request.model, body)
+            completion = self._stream(request.model, body, request.on_delta)
         else:
             deadline = current_deadline()  # entered by chat(): the wait for a turn counts
             wait = self.timeout_seconds if deadline is None else deadline.remaining()
@@ -217,12 +217,14 @@ class OpenAIBackend:
                 if not mine:
                     waited = self._timeout_message(request.model)
                     raise BackendTimeout(f"{waited} (waiting for its turn: the server takes one)")
-                completion = self._stream(request.model, body)
+                completion = self._stream(request.model, body, request.on_delta)
         if schema_style is not None:
             self.schema_style = schema_style
         return completion
 
-    def _stream(self, model: str, body: dict[str, Any]) -> Completion:
+    def _stream(
+        self, model: str, body: dict[str, Any], on_delta: Callable[[str], None] | None = None
+    ) -> Completion:
         parts: list[str] = []
         ttft_ms: float | None = None
         finish_reason: str | None = None
@@ -252,6 +254,8 @@ class OpenAIBackend:
                     text = delta.get("content")
                     if text:
                         parts.append(text)
+                        if on_delta is not None:
+                            on_delta(text)
                     thinking = delta.get("reasoning_content") or delta.get("reasoning")
                     if text or thinking:
                         chunks += 1
