@@ -534,12 +534,18 @@ def test_lifecycle_and_validation() -> None:
         FakeOllama([1])  # type: ignore[list-item]
 
 
-def test_module_imports_only_the_standard_library() -> None:
+FAKE_MODULES = ("_fake_ollama", "_engine", "_http", "_ollama_routes", "_openai_routes")
+
+
+@pytest.mark.parametrize("module", FAKE_MODULES)
+def test_module_imports_only_the_standard_library(module: str) -> None:
+    # each module of the fake imports the standard library and its sibling modules only
     import ast
+    import importlib
 
-    from pytest_llm.testing import _fake_ollama
-
-    with open(_fake_ollama.__file__, encoding="utf-8") as source:
+    path = importlib.import_module(f"pytest_llm.testing.{module}").__file__
+    assert path is not None
+    with open(path, encoding="utf-8") as source:
         tree = ast.parse(source.read())
     imported = {
         alias.name
@@ -547,5 +553,16 @@ def test_module_imports_only_the_standard_library() -> None:
         if isinstance(node, ast.Import)
         for alias in node.names
     }
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {
+        node.module or ""
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+    siblings = {
+        name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+        for name in ([node.module] if node.module else [a.name for a in node.names])
+    }
     assert {name.split(".")[0] for name in imported} <= sys.stdlib_module_names
+    assert siblings <= set(FAKE_MODULES)
