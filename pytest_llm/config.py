@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .backends.registry import kind as backend_kind
@@ -28,8 +28,10 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MODEL",
     "HarnessConfig",
+    "PoolHost",
     "config_field_names",
     "normalize_host",
+    "parse_pool",
     "public_host",
 ]
 
@@ -278,20 +280,55 @@ def normalize_host(host: str, default_port: int | None = 11434) -> str:
         raise invalid(f"{parts.hostname!r} is not a host name")
     if any(c.isspace() for c in parts.path):
         raise invalid(f"its path {parts.path!r} has white space")
+    if "#" in url:
+        raise invalid("it has a '#' part (slots, URL#N, are declared in --llm-host/llm_host only)")
     return url
+
+
+class PoolHost(NamedTuple):
+    """One server of a host pool (``--llm-host``): its URL and the slots declared for it."""
+
+    url: str
+    slots: int | None
+    """``URL#N``'s ``N``: the requests it serves at once; ``None`` when not declared."""
+
+
+def parse_pool(
+    text: str, source: str = "host", default_port: int | None = 11434
+) -> tuple[PoolHost, ...]:
+    """``"gpu1:11434#4, gpu2:11434"`` → the normalized servers of a host pool, each with the
+    slots declared for it (``#N``; ``None`` without). One entry is a pool of one."""
+    example = "e.g. http://gpu1:11434#4,http://gpu2:11434#2"
+    hosts: list[PoolHost] = []
+    for entry in text.split(","):
+        url, mark, slots = entry.strip().partition("#")
+        if not url.strip():
+            raise ConfigError(
+                f"{source}={text!r} has an empty entry: give one URL or several separated by "
+                f"commas, each with its slots as URL#N if it has more than one, {example}"
+            )
+        if mark and not (slots.strip().isdigit() and int(slots) >= 1):
+            raise ConfigError(
+                f"{source}={text!r}: {public_host(entry.strip())!r} declares "
+                f"{repr(slots) if slots else 'no number of'} slots: "
+                f"write URL#N with N, the requests the server serves at once, a whole "
+                f"number >= 1 (Ollama's OLLAMA_NUM_PARALLEL), {example}"
+            )
+        host = PoolHost(normalize_host(url, default_port), int(slots) if mark else None)
+        if any(h.url == host.url for h in hosts):
+            raise ConfigError(
+                f"{source}={text!r} names {public_host(host.url)} twice: list each server once, "
+                f"with all its slots (URL#N), {example}"
+            )
+        hosts.append(host)
+    return tuple(hosts)
 
 
 def split_hosts(
     text: str, source: str = "host", default_port: int | None = 11434
 ) -> tuple[str, ...]:
-    """``"a:11434, b:11434"`` → the normalized URLs of a host pool (one entry is a pool of one)."""
-    hosts = tuple(normalize_host(h, default_port) for h in text.split(",") if h.strip())
-    if not hosts or len(hosts) != len(text.split(",")):
-        raise ConfigError(
-            f"{source}={text!r} has an empty entry: give one URL or several separated by "
-            "commas, e.g. http://gpu1:11434,http://gpu2:11434"
-        )
-    return hosts
+    """``"a:11434, b:11434#2"`` → the normalized URLs of a host pool (see :func:`parse_pool`)."""
+    return tuple(h.url for h in parse_pool(text, source, default_port))
 
 
 def pick_host(hosts: Sequence[str], worker_id: str | None) -> str:

@@ -28,7 +28,10 @@ from .deadline import Deadline as Deadline  # re-exported: what each backend rea
 from .deadline import timeout_message as timeout_message
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import HarnessConfig
+    from .pool import HostPool
 
 __all__ = ["Backend", "BackendPool", "ChatRequest", "create_backend", "model_identity"]
 
@@ -165,11 +168,37 @@ def create_backend(
 
 
 class BackendPool:
-    """One backend (so one HTTP client and its connections) per server, reused for a session."""
+    """One backend (so one HTTP client and its connections) per server, reused for a session,
+    and the session's host pool when ``hosts`` are one (:mod:`pytest_llm.backends.pool`).
 
-    def __init__(self) -> None:
+    ``hosts`` are the ``(url, slots)`` of ``--llm-host`` (``slots`` ``None``: not declared).
+    Two or more hosts, or declared slots, make a pool: a test whose host is the pool's
+    first one is served by all of them (see :meth:`for_config`). ``slot_dir`` and
+    ``worker`` (``(index, count)``) are an xdist worker's share of the run's slots.
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[tuple[str, int | None]] = (),
+        *,
+        cooldown_seconds: float | None = None,
+        slot_dir: Path | None = None,
+        worker: tuple[int, int] | None = None,
+    ) -> None:
         self._backends: dict[tuple[str, str, float, str | None], Backend] = {}
         self._lock = threading.Lock()
+        self.hosts: HostPool | None = None
+        """The host pool, if ``hosts`` make one."""
+        if len(hosts) > 1 or any(slots is not None for _, slots in hosts):
+            from .pool import DEFAULT_COOLDOWN_SECONDS, HostPool
+
+            self.hosts = HostPool(
+                [(url, 1 if slots is None else slots) for url, slots in hosts],
+                cooldown_seconds=cooldown_seconds or DEFAULT_COOLDOWN_SECONDS,
+                slot_dir=slot_dir,
+                worker=worker,
+            )
+        self._slot_dir: Path | None = None
 
     def get(
         self, name: str, host: str, *, timeout_seconds: float, api_key_env: str | None = None
@@ -191,8 +220,30 @@ class BackendPool:
         with self._lock:
             return list(self._backends.values())
 
-    def for_config(self, config: HarnessConfig) -> Backend:
-        """The backend serving ``config``'s backend kind, host, timeout and key variable."""
+    def for_config(self, config: HarnessConfig, *, test: str | None = None) -> Backend:
+        """The backend serving ``config``'s backend kind, host, timeout and key variable.
+
+        When ``config.host`` names the host pool (its first host: a marker's ``host=``
+        names another server), a :class:`~pytest_llm.backends.pool.PooledBackend` over the
+        pool for ``test`` (the node id its moves and hosts are reported under)."""
+        if self.hosts is not None and config.host == self.hosts.name:
+            from .pool import PooledBackend
+
+            def backend_for(url: str) -> Backend:
+                return self.get(
+                    config.backend,
+                    url,
+                    timeout_seconds=config.timeout_seconds,
+                    api_key_env=config.api_key_env,
+                )
+
+            return PooledBackend(
+                self.hosts,
+                backend_for,
+                name=config.backend,
+                timeout_seconds=config.timeout_seconds,
+                test=test,
+            )
         return self.get(
             config.backend,
             config.host,
@@ -200,8 +251,27 @@ class BackendPool:
             api_key_env=config.api_key_env,
         )
 
+    def slot_dir(self) -> Path | None:
+        """The directory of the run's slot lock files, made on first use (the xdist
+        controller's, handed to its workers); ``None`` without a host pool."""
+        if self.hosts is None:
+            return None
+        with self._lock:
+            if self._slot_dir is None:
+                from .pool import make_slot_dir
+
+                self._slot_dir = make_slot_dir()
+            return self._slot_dir
+
     def close(self) -> None:
         with self._lock:
             backends, self._backends = list(self._backends.values()), {}
+            slot_dir, self._slot_dir = self._slot_dir, None
         for backend in backends:
             backend.close()
+        if self.hosts is not None:
+            self.hosts.close()
+        if slot_dir is not None:
+            from .pool import remove_slot_dir
+
+            remove_slot_dir(slot_dir)

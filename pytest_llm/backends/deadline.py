@@ -40,6 +40,7 @@ __all__ = [
     "Interrupt",
     "call_scope",
     "current_deadline",
+    "current_scope",
     "timeout_message",
 ]
 
@@ -182,6 +183,11 @@ def call_scope(scope: CallScope) -> Iterator[CallScope]:
 def current_deadline() -> Deadline | None:
     """The deadline of the answer being read in this thread, if any (for the HTTP layer)."""
     return _DEADLINE.get()
+
+
+def current_scope() -> CallScope | None:
+    """The harness call this thread works for, if any (a host pool's wait for a slot)."""
+    return _SCOPE.get()
 
 
 class Deadline:
