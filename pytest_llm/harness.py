@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
 from .backends.deadline import CallScope, Interrupt, call_scope
+from .backends.pool import on_move
 from .config import HarnessConfig
 from .datasets import Case, DatasetResult, judge_case, load_cases, render_prompt
 from .errors import (
@@ -446,7 +447,8 @@ class Harness:
             while answers < call.answers:
                 progress.started = time.perf_counter()
                 try:
-                    completion = backend.chat(self._request(call, model, conversation))
+                    with on_move(_moved(attempts, model)):  # a host pool's failovers
+                        completion = backend.chat(self._request(call, model, conversation))
                     completion = _identified(completion, backend, cfg.model_version)
                 except BackendError as exc:
                     exc.host = exc.host or cfg.host  # as configured: the pool's name
@@ -657,6 +659,19 @@ def _concurrently(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return futures
+
+
+def _moved(attempts: list[Attempt], model: str) -> Callable[[str, float], None]:
+    """Records a call a host pool moved from a failing host as a transport attempt."""
+
+    def record(error: str, duration_ms: float) -> None:
+        attempts.append(
+            Attempt(
+                model=model, output="", error=error, rejected="transport", duration_ms=duration_ms
+            )
+        )
+
+    return record
 
 
 def _cut_off(cfg: HarnessConfig) -> str:
