@@ -91,10 +91,10 @@ class ProxyCall:
             if self.model == self.upstream_model
             else (f"{self.model} -> {self.upstream_model}")
         )
-        what = f"error {self.error}" if self.error else repr(shorten(self.output, _SHOWN))
+        what = f"error {self.error}" if self.error else shorten(self.output, _SHOWN)
         figures = f"{self.tokens_out} tokens, {self.duration_ms:.0f} ms"
         return (
-            f"{self.api} {self.endpoint} {model}: {shorten(self.prompt, _SHOWN)!r} -> {what} "
+            f"{self.api} {self.endpoint} {model}: {shorten(self.prompt, _SHOWN)} -> {what} "
             f"({figures}{', replayed' if self.cached else ''})"
         )
 

@@ -1,0 +1,220 @@
+"""The proxy's two APIs: every route, the translation into a ``ChatRequest`` (and so the
+cassette key), and errors in each API's own format."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from pytest_llm import CassetteError, QualityFailure
+from pytest_llm.proxy.server import ProxyServer
+from pytest_llm.testing import FakeOllama, Reply
+
+from .test_proxy_clients import QUESTION, proxied, server
+
+__all__ = ["server"]  # the module's fixture, shared
+
+
+def post(url: str, body: object) -> httpx.Response:
+    return httpx.post(url, json=body, timeout=5)
+
+
+def test_ollama_routes(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("Lyon is big", models=["llama3.2", "nomic-embed-text"]) as fake:  # noqa: SIM117 (the server outlives the proxy)
+        with proxied(server, fake.url, tmp_path, "off") as proxy:
+            proxy.models["tiny"] = "llama3.2"
+            client = ollama.Client(timeout=5)
+            try:
+                answer = client.generate(model="tiny", prompt="Lyon?", system="Be brief.")
+                assert answer.response == "Lyon is big" and answer.done
+                streamed = "".join(
+                    c.response for c in client.generate("tiny", "Lyon?", stream=True)
+                )
+                assert streamed == "Lyon is big"
+                assert client.generate(model="tiny", prompt="").done_reason == "load"
+                vectors = client.embed(model="nomic-embed-text", input=["a", "b"]).embeddings
+                assert len(vectors) == 2 and len(vectors[0]) > 8
+                names = [m.model for m in client.list().models]
+                assert names[:2] == ["llama3.2", "tiny"]
+                assert client.show("tiny").capabilities == ["completion"]
+            finally:
+                client._client.close()
+            assert httpx.get(f"{proxy.url}/api/version").json()["version"]
+            assert httpx.get(f"{proxy.url}/").text == "Ollama is running"
+    generate = next(r for r in fake.requests if r.path == "/api/chat")
+    assert generate.model == "llama3.2"  # mapped from "tiny"
+    assert generate.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Lyon?"},
+    ]
+    first = proxy.calls[0]
+    assert (first.model, first.upstream_model, first.endpoint) == ("tiny", "llama3.2", "generate")
+    assert first.system == "Be brief." and first.prompt == "Lyon?"
+    assert [c.endpoint for c in proxy.calls] == ["generate", "generate", "embed"]
+    assert proxy.calls[2].inputs == ("a", "b")
+
+
+def test_openai_routes(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("Lyon is big", models=["llama3.2", "nomic-embed-text"]) as fake:  # noqa: SIM117 (the server outlives the proxy)
+        with proxied(server, fake.url, tmp_path, "off") as proxy:
+            with openai.OpenAI(timeout=5, max_retries=0) as client:
+                text = client.completions.create(model="llama3.2", prompt="Lyon?")
+                assert text.choices[0].text == "Lyon is big"
+                streamed = client.completions.create(model="llama3.2", prompt="x", stream=True)
+                assert "".join(c.choices[0].text for c in streamed) == "Lyon is big"
+                # the client asks for base64 unless told otherwise
+                vectors = client.embeddings.create(model="nomic-embed-text", input=["a", "b"])
+                floats = client.embeddings.create(
+                    model="nomic-embed-text", input="a", encoding_format="float"
+                )
+                assert vectors.data[0].embedding == pytest.approx(floats.data[0].embedding)
+                # the test's model, then those the application asked for
+                assert [m.id for m in client.models.list()] == ["llama3.2", "nomic-embed-text"]
+    assert [c.endpoint for c in proxy.calls] == ["completions", "completions", "embed", "embed"]
+    raw = post(
+        f"{server.url}/v1/embeddings", {"model": "m", "input": "a", "encoding_format": "base64"}
+    )
+    assert raw.status_code == 503  # no test is using the proxy now
+
+
+def test_parameters_go_upstream_and_into_the_cassette_key(
+    server: ProxyServer, tmp_path: Path
+) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    body = {
+        "model": "llama3.2",
+        "messages": QUESTION,
+        "top_p": 0.5,
+        "stop": ["\n"],
+        "max_tokens": 20,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+    with FakeOllama('{"city": "Paris"}') as fake:  # noqa: SIM117 (the server outlives the proxy)
+        with proxied(server, fake.url, tmp_path, "once") as proxy:
+            reply = post(f"{proxy.openai_base_url}/chat/completions", body).json()
+    assert reply["choices"][0]["message"]["content"] == '{"city": "Paris"}'
+    (sent,) = [r.body for r in fake.requests if r.path == "/api/chat"]
+    assert sent["format"] == schema
+    # the client's settings, the test's deterministic defaults for what it left out
+    assert sent["options"] == {
+        "temperature": 0.0, "seed": 42, "num_predict": 20, "top_p": 0.5, "stop": ["\n"]
+    }  # fmt: skip
+    (recorded,) = json.loads((tmp_path / "test_client.json").read_text())["interactions"]
+    assert recorded["request"]["options"] == {"top_p": 0.5, "stop": ["\n"]}
+    assert recorded["request"]["format"] == schema
+    assert proxy.calls.last.parameters["top_p"] == 0.5
+    # another top_p is another request: a miss, not the recorded answer
+    with proxied(server, fake.url, tmp_path, "none") as replay:
+        missed = post(f"{replay.openai_base_url}/chat/completions", {**body, "top_p": 0.9})
+    assert missed.status_code == 404
+    assert "closest differs in options" in missed.json()["error"]["message"]
+    assert isinstance(replay.fault, CassetteError)
+
+
+def test_errors_in_each_api_format(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("ok") as fake, proxied(server, fake.url, tmp_path, "off") as proxy:
+        v1, api = proxy.openai_base_url, f"{proxy.url}/api"
+        tools = {"model": "m", "messages": QUESTION, "tools": [{"type": "function"}]}
+        refused = post(f"{v1}/chat/completions", tools)
+        assert refused.status_code == 400
+        assert "'tools'" in refused.json()["error"]["message"]
+        assert refused.json()["error"]["type"] == "invalid_request_error"
+        assert (
+            post(f"{api}/chat", {**tools, "stream": False})
+            .json()["error"]
+            .startswith("the pytest-llm proxy does not serve 'tools'")
+        )
+        unknown = httpx.get(f"{v1}/files")
+        assert unknown.status_code == 404 and "/v1/chat/completions" in unknown.text
+        assert httpx.get(f"{v1}/chat/completions").status_code == 405
+        malformed = httpx.post(f"{api}/chat", content=b"{not json", timeout=5)
+        assert malformed.status_code == 400 and "not JSON" in malformed.json()["error"]
+        no_messages = post(f"{v1}/chat/completions", {"model": "m"})
+        assert "'messages'" in no_messages.json()["error"]["message"]
+        assert post(f"{v1}/chat/completions", {**tools, "tools": None, "n": 3}).status_code == 400
+        assert (
+            post(f"{api}/chat", {"model": "m", "messages": QUESTION, "bogus": 1}).status_code == 400
+        )
+        assert proxy.fault is None  # the application's mistakes are not the test's infrastructure
+
+
+def test_a_server_down_is_a_502_and_the_tests_fault(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("ok") as fake:
+        url = fake.url
+    with proxied(server, url, tmp_path, "off") as proxy:  # noqa: SIM117 (the server outlives the proxy)
+        with openai.OpenAI(timeout=5, max_retries=3) as client:
+            with pytest.raises(openai.APIStatusError, match="not reachable") as info:
+                client.chat.completions.create(model="llama3.2", messages=QUESTION)
+    assert info.value.status_code == 502
+    assert len(proxy.calls) == 1  # x-should-retry: the client did not ask again
+    assert proxy.calls.last.error and proxy.calls.last.status == 502
+    assert proxy.fault is not None and "ollama serve" in str(proxy.fault)
+
+
+@pytest.mark.parametrize("api", ["openai", "ollama"])
+def test_an_error_mid_stream_reaches_the_client(
+    server: ProxyServer, tmp_path: Path, api: str
+) -> None:
+    reply = Reply(content="one two three four", error_after=2, error="runner crashed")
+    with FakeOllama(reply) as fake, proxied(server, fake.url, tmp_path, "off") as proxy:
+        if api == "openai":
+            with (
+                openai.OpenAI(timeout=5, max_retries=0) as client,
+                pytest.raises(openai.APIError, match="runner crashed"),
+            ):
+                stream = client.chat.completions.create(
+                    model="llama3.2", messages=QUESTION, stream=True
+                )
+                seen = [c.choices[0].delta.content for c in stream if c.choices]
+        else:
+            client = ollama.Client(timeout=5)
+            seen = []
+            try:
+                with pytest.raises(ollama.ResponseError, match="runner crashed"):
+                    for chunk in client.chat("llama3.2", QUESTION, stream=True):
+                        seen.append(chunk.message.content)
+            finally:
+                client._client.close()
+            assert seen == ["one", " two"]  # what came before the error, as it came
+    assert proxy.fault is not None
+
+
+def test_checks_of_what_the_application_sent(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama(Reply(content="a b c d e", tokens_out=5)) as fake:  # noqa: SIM117 (the server outlives the proxy)
+        with proxied(server, fake.url, tmp_path, "off") as proxy:
+            body = {"model": "llama3.2", "messages": [{"role": "system", "content": "Be terse."},
+                                                    *QUESTION]}  # fmt: skip
+            post(f"{proxy.openai_base_url}/chat/completions", body)
+            post(f"{proxy.openai_base_url}/chat/completions", {**body, "messages": QUESTION})
+    calls = proxy.calls
+    calls.assert_count(2)
+    calls.assert_models("llama3.2")
+    calls.assert_system_prompt("terse", every=False)
+    calls.assert_max_tokens(5)
+    with pytest.raises(QualityFailure, match=r"exactly 3 model call\(s\), the application made 2"):
+        calls.assert_count(3)
+    with pytest.raises(QualityFailure, match=r"every chat call to send a system prompt") as info:
+        calls.assert_system_prompt()
+    assert "1. openai chat llama3.2: 'Capital of France?' -> 'a b c d e'" in str(info.value)
+    with pytest.raises(QualityFailure, match="over 4 tokens; 2 went over"):
+        calls.assert_max_tokens(4)
+    with pytest.raises(QualityFailure, match="'gpt-4o' only; 2 call"):
+        calls.assert_models("gpt-4o")
+    with pytest.raises(QualityFailure, match="tool 'search'; tools sent: none"):
+        calls.assert_tool_sent("search")
+
+
+def test_base64_embeddings_are_little_endian_float32(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("ok", models=["e"]) as fake, proxied(server, fake.url, tmp_path, "off") as p:
+        body = {"model": "e", "input": "a"}
+        floats = post(f"{p.openai_base_url}/embeddings", body).json()["data"][0]["embedding"]
+        packed = post(f"{p.openai_base_url}/embeddings", {**body, "encoding_format": "base64"})
+    raw = base64.b64decode(packed.json()["data"][0]["embedding"])
+    assert list(struct.unpack(f"<{len(floats)}f", raw)) == pytest.approx(floats)
