@@ -4,7 +4,7 @@ Budget (DESIGN.md): ``Harness.map`` reaches the server's limit as a bare asyncio
 A FakeOllama with N parallel slots and a fixed latency per answer (in its own process)
 serves both; the ideal wall time is prompts x latency / N.
 
-    python bench/map.py [--prompts 32] [--slots 4] [--latency 0.1]
+    python -m bench.map [--prompts 32] [--slots 4] [--latency 0.1]
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import asyncio
 import time
 
 import ollama
-from _side_by_side import fake_in_subprocess
 
+from bench._side_by_side import fake_in_subprocess
 from pytest_llm import Harness, HarnessConfig
 
 

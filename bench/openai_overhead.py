@@ -6,7 +6,7 @@ same answer. Here the raw client is the least code that streams ``/v1/chat/compl
 Both talk to one FakeOllama ``/v1`` (no delays, in its own process) over loopback, with one
 client each (connections reused), alternating call by call so machine noise hits both alike.
 
-    python bench/openai_overhead.py [--calls 300] [--rounds 5]
+    python -m bench.openai_overhead [--calls 300] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 import json
 
 import httpx
-from _side_by_side import alternate, fake_in_subprocess
 
+from bench._side_by_side import alternate, fake_in_subprocess
 from pytest_llm import Harness, HarnessConfig
 
 ANSWER = '{"name": "Lyon", "country": "France", "population": 513275}'

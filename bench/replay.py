@@ -1,0 +1,202 @@
+"""Whole pytest sessions replayed from cassettes, beside plain tests of the same shape.
+
+Targets (issue 13):
+
+* row 4: 1,000 tests that each replay one recorded answer (``--llm-record-mode=none``,
+  no server running) cost at most 0.3 ms more per test than 1,000 plain tests of the
+  same shape (the same parametrized function asserting on the same text, no ``llm``).
+  The two sessions alternate; the figure is each session's median CPU time (user + sys),
+  which other processes on a shared machine do not inflate as they do wall time.
+* row 6: the peak memory (RSS) of 5,000 such replayed tests with ``--llm-report`` grows by
+  at most 2 MiB over the same at 500 tests, beyond what pytest itself grows by for as many
+  plain tests (the plain sessions' growth is subtracted: pytest keeps every item and every
+  report, whatever the plugin does).
+
+The cassettes are recorded once against FakeOllama (``--llm-record-mode=once``) and
+reused by every replay.
+
+    python -m bench.replay [--tests 1000] [--runs 5] [--memory 500,5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from bench._report import Row, Settings, verdict
+from bench._side_by_side import (
+    BenchError,
+    chat_calls,
+    closed_port_url,
+    median,
+    pytest_args,
+    quiet_env,
+    run,
+)
+from pytest_llm.testing import FakeOllama
+
+PER_TEST_BUDGET_MS = 0.3
+MEMORY_BUDGET_MIB = 2.0
+ANSWER = "Lyon is a city in France, at the confluence of the Rhone and the Saone. " * 6
+
+REPLAYED = """
+import pytest
+
+ANSWER = {answer!r}
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_answer(llm, i):
+    assert llm.chat(f"Question {{i}}?").content == ANSWER
+"""
+PLAIN = """
+import pytest
+
+ANSWER = {answer!r}
+
+def answer(prompt):
+    return ANSWER
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_answer(i):
+    assert answer(f"Question {{i}}?") == ANSWER
+"""
+
+
+def make_suites(workdir: Path, tests: int) -> tuple[Path, Path]:
+    """A replayed suite (its cassettes recorded now) and a plain one, of ``tests`` tests."""
+    replayed, plain = workdir / f"replayed-{tests}", workdir / f"plain-{tests}"
+    for folder, source in ((replayed, REPLAYED), (plain, PLAIN)):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pytest.ini").write_text("[pytest]\n")
+        (folder / "test_suite.py").write_text(source.format(answer=ANSWER, tests=tests))
+    with FakeOllama(ANSWER) as fake:
+        record = pytest_args(f"--llm-host={fake.url}", "--llm-record-mode=once", "-p", "no:xdist")
+        run(record, cwd=replayed, env=quiet_env(), timeout=600, what="recording the cassettes")
+        if chat_calls(fake) != tests:
+            raise BenchError(f"recording made {chat_calls(fake)} calls for {tests} tests")
+    return replayed, plain
+
+
+def _replay_args(down: str, *extra: str) -> list[str]:
+    return pytest_args(f"--llm-host={down}", "--llm-record-mode=none", "-p", "no:xdist", *extra)
+
+
+def _passed(stdout: str, tests: int) -> None:
+    if f"{tests} passed" not in stdout:
+        raise BenchError(f"expected {tests} passed tests, the session said:\n{stdout[-1500:]}")
+
+
+def per_test(workdir: Path, tests: int, runs: int) -> dict[str, float]:
+    """Median CPU and wall seconds of the replayed and the plain session, alternating."""
+    replayed, plain = make_suites(workdir, tests)
+    down = closed_port_url()
+    sides = {
+        "replayed": (replayed, _replay_args(down)),
+        "plain": (plain, pytest_args("-p", "no:xdist")),
+    }
+    env = quiet_env()
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    wall: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(runs + 1):  # the first round warms the OS file cache, not measured
+        for name, (cwd, args) in sides.items():
+            session = run(args, cwd=cwd, env=env, timeout=600, what=f"the {name} suite")
+            _passed(session.stdout, tests)
+            if round_:
+                cpu[name].append(session.cpu_s)
+                wall[name].append(session.wall_s)
+    return {
+        **{f"{name}_cpu_s": median(values) for name, values in cpu.items()},
+        **{f"{name}_wall_s": median(values) for name, values in wall.items()},
+    }
+
+
+def rows(settings: Settings) -> list[Row]:
+    tests, runs = settings.size(1000, 50), settings.runs
+    figures = per_test(settings.workdir, tests, runs)
+    ours = figures["replayed_cpu_s"] / tests * 1000
+    reference = figures["plain_cpu_s"] / tests * 1000
+    wall_added = (figures["replayed_wall_s"] - figures["plain_wall_s"]) / tests * 1000
+    return [
+        Row(
+            "replay-per-test",
+            f"{tests:,} tests replayed from cassettes, per test",
+            "ms",
+            ours,
+            reference,
+            f"≤ +{PER_TEST_BUDGET_MS} ms",
+            verdict(settings, ours - reference <= PER_TEST_BUDGET_MS),
+            how=f"reference: {tests:,} plain tests of the same shape (plugin loaded, unused); "
+            f"record mode none, server down; alternating, median of {runs} sessions each, "
+            f"CPU time of the session / tests (wall: {wall_added:+.3f} ms per test)",
+            extra=figures,
+        )
+    ]
+
+
+def memory(workdir: Path, sizes: tuple[int, int], runs: int) -> dict[str, float]:
+    """Median peak RSS (MiB) of replayed sessions with ``--llm-report`` and of plain ones."""
+    down = closed_port_url()
+    env = quiet_env()
+    suites = {size: make_suites(workdir, size) for size in sizes}
+    peaks: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for size, (replayed, plain) in suites.items():
+            report = replayed / "report.json"
+            session = run(_replay_args(down, f"--llm-report={report}"), cwd=replayed, env=env,
+                          timeout=900, what=f"{size} replayed tests")  # fmt: skip
+            _passed(session.stdout, size)
+            if len(json.loads(report.read_text())["tests"]) != size:
+                raise BenchError(f"the --llm-report of {size} tests does not hold {size} tests")
+            peaks.setdefault(f"replayed_{size}", []).append(session.max_rss_mib)
+            session = run(pytest_args("-p", "no:xdist"), cwd=plain, env=env, timeout=900,
+                          what=f"{size} plain tests")  # fmt: skip
+            peaks.setdefault(f"plain_{size}", []).append(session.max_rss_mib)
+    return {name: median(values) for name, values in peaks.items()}
+
+
+def memory_rows(settings: Settings) -> list[Row]:
+    small, large = (20, 100) if settings.smoke else (500, 5000)
+    runs = settings.size(max(1, min(settings.runs, 3)), 1)
+    peaks = memory(settings.workdir, (small, large), runs)
+    ours = peaks[f"replayed_{large}"] - peaks[f"replayed_{small}"]
+    plain = peaks[f"plain_{large}"] - peaks[f"plain_{small}"]
+    return [
+        Row(
+            "memory-growth",
+            f"peak memory growth, {small:,} → {large:,} replayed tests with `--llm-report`",
+            "MiB",
+            ours,
+            plain,
+            f"≤ +{MEMORY_BUDGET_MIB:.0f} MiB",
+            verdict(settings, ours - plain <= MEMORY_BUDGET_MIB),
+            how=f"reference: the growth of plain sessions over as many tests (pytest's own); "
+            f"peak RSS, median of {runs} session(s) each (replayed: "
+            f"{peaks[f'replayed_{small}']:.1f} → {peaks[f'replayed_{large}']:.1f} MiB, plain: "
+            f"{peaks[f'plain_{small}']:.1f} → {peaks[f'plain_{large}']:.1f} MiB)",
+            extra=peaks,
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tests", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--memory", default="", help="SMALL,LARGE: also measure memory")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = per_test(Path(tmp), args.tests, args.runs)
+        for name, value in figures.items():
+            print(f"{name:18}: {value:.3f} s  ({value / args.tests * 1000:.3f} ms per test)")
+        added = (figures["replayed_cpu_s"] - figures["plain_cpu_s"]) / args.tests * 1000
+        print(f"replay adds {added:+.3f} ms CPU per test (budget +{PER_TEST_BUDGET_MS} ms)")
+        if args.memory:
+            small, large = (int(n) for n in args.memory.split(","))
+            for name, mib in memory(Path(tmp, "memory"), (small, large), args.runs).items():
+                print(f"peak RSS {name:14}: {mib:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
