@@ -3,6 +3,7 @@ from which model. They accept an ``LLMResult``, or plain text / parsed values.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Literal
 
@@ -29,6 +30,16 @@ def _origin(output: object) -> str:
     return f" (from model {output.model})" if isinstance(output, LLMResult) else ""
 
 
+def _plain(value: Any) -> Any:
+    """An application's object as JSON data: a pydantic model or a dataclass instance is
+    dumped (so it meets a JSON Schema as well as its own class); anything else as it is."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
 def assert_json(output: LLMResult | str) -> Any:
     """The output parses as JSON (a fenced code block is accepted); returns the value."""
     __tracebackhide__ = True
@@ -42,7 +53,8 @@ def assert_schema(output: LLMResult | str | Any, schema: Schema) -> Any:
     """The output conforms to ``schema`` (pydantic model class or JSON Schema dict).
 
     Accepts an ``LLMResult`` (its ``parsed`` value, or its JSON content), JSON text,
-    or an already parsed value. Returns the validated value (a model instance for
+    or an already parsed value: JSON data, a pydantic model or a dataclass instance (an
+    application's own output, see ``llm_proxy``). Returns the validated value (a model instance for
     pydantic). The message lists every failing path, like ``items[2].price``.
     """
     __tracebackhide__ = True
@@ -53,7 +65,7 @@ def assert_schema(output: LLMResult | str | Any, schema: Schema) -> Any:
     elif isinstance(output, str):
         value = assert_json(output)
     else:
-        value = output
+        value = _plain(output)
     conformed, errors = conform(value, schema)
     if errors:
         name = getattr(schema, "__name__", None) or schema.get("title", "the JSON Schema")  # type: ignore[union-attr]
