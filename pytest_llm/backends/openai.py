@@ -339,8 +339,14 @@ class OpenAIBackend:
 # --- helpers -------------------------------------------------------------------------------
 
 
-#: Fields of a ``/models`` entry that say nothing about which weights answer.
-_VOLATILE_FIELDS = frozenset({"object", "created", "permission", "permissions"})
+#: Fields of a ``/models`` entry that say nothing about which weights answer. ``mode``,
+#: ``max_input_tokens`` and ``max_output_tokens`` are what a LiteLLM gateway copies from its
+#: model cost map, which it fetches anew at each start-up: a newer map changes them, not the
+#: weights behind the gateway.
+_VOLATILE_FIELDS = frozenset(
+    {"object", "created", "permission", "permissions"}
+    | {"mode", "max_input_tokens", "max_output_tokens"}
+)
 
 
 def _server_clock(date: str | None) -> float | None:
