@@ -238,7 +238,7 @@ def compare(
     moved_up, improved = _ladder_moves(baseline.get("ladder"), current.get("ladder"))
     regressions += moved_up
     absent = tuple(sorted(set(before) - set(now)))
-    partial = bool(current.get("run", {}).get("filtered"))
+    partial = bool(current.get("run", {}).get("filtered") or current.get("run", {}).get("split"))
     return Comparison(
         baseline=source,
         limits=limits,

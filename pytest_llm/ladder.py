@@ -151,6 +151,29 @@ class LadderSession:
         self.sizes: dict[str, tuple[str, str] | None] = {}
         self._sizer = sizer
 
+    @classmethod
+    def from_documents(cls, parts: Iterable[Mapping[str, Any]]) -> LadderSession:
+        """The ladder of a run made of shards (:mod:`pytest_llm.report.merge`), from the ``ladder``
+        part of each shard's report: each rung ran in one shard, and its entry keeps what
+        :meth:`document` is computed from (its ladder, scores and call times)."""
+        session = cls(LadderOptions(), worker=False)
+        for part in parts:
+            sizes = part.get("sizes") or {}
+            for test, entry in (part.get("tests") or {}).items():
+                for r in entry["rungs"]:
+                    size = sizes.get(r["model"])
+                    session.rungs[test, r["model"]] = Rung(
+                        test=test,
+                        model=r["model"],
+                        ladder=tuple(r["ladder"]),
+                        size=(str(size[0]), str(size[1])) if size else None,
+                        outcome=r["outcome"],
+                        reason=r.get("reason") or "",
+                        scores=[float(v) for v in r["scores"]],
+                        durations=[float(v) for v in r["durations_ms"]],
+                    )
+        return session
+
     def ordered(self, models: tuple[str, ...]) -> tuple[str, ...]:
         """``models`` as given, or smallest first by the server's parameter size
         (``--llm-ladder-order=size``); models of unknown size keep their place at the end."""
@@ -250,6 +273,9 @@ class LadderSession:
                         "score": r.score,
                         "p50_ms": r.p50_ms,
                         "reason": r.reason or None,
+                        "ladder": list(r.ladder),
+                        "scores": list(r.scores),
+                        "durations_ms": list(r.durations),
                     }
                     for r in rungs
                 ],

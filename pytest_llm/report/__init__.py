@@ -42,6 +42,9 @@ measured is ``null``. Hosts never carry credentials (``user:password@`` is remov
         "digests": {"llama3.2": {"http://gpu1:11434": "a80c4f17..."}},  # when the server
                                              # tells, of models that answered live
         "dist": "load",                      # xdist --dist mode, null without xdist
+        "filtered": false,                   # -k, -m, ::, --lf selected part of the suite
+        "split": {"group": 2, "splits": 3},  # one shard (pytest-split), else null
+        "shards": [...],                     # a merged report only (pytest_llm.report.merge)
         "versions": {"python": "3.11.9", "pytest": "9.0.0", "pytest-llm": "0.1.0",
                      "pytest-xdist": "3.8.0", "ollama": "0.6.3", "httpx": "0.28.1"}
       },

@@ -13,7 +13,7 @@ from ..baseline import DEFAULT_LIMITS, Limits
 from ..config import ini_path
 from ..errors import ConfigError
 
-__all__ = ["ReportOptions", "selects_part"]
+__all__ = ["ReportOptions", "selects_part", "shard_of"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +30,8 @@ class ReportOptions:
     filtered: bool = False
     """The run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf``): tests of the
     baseline it did not select are "not run", not removed."""
+    split: dict[str, int] | None = None
+    """The run is one shard of a split suite: ``{"group": I, "splits": N}`` (:func:`shard_of`)."""
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ReportOptions:
@@ -85,12 +87,14 @@ class ReportOptions:
             limits=limits,
             step_summary=Path(summary) if summary else None,
             baseline_optional=bool(config.getoption("llm_baseline_optional", False)),
-            filtered=selects_part(config),
+            filtered=selects_part(config, shards=False),
+            split=shard_of(config),
         )
 
 
-def selects_part(config: pytest.Config) -> bool:
-    """Whether the run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf`` …)."""
+def selects_part(config: pytest.Config, *, shards: bool = True) -> bool:
+    """Whether the run selects part of the suite (``-k``, ``-m``, ``::``, ``--lf`` …, and
+    with ``shards`` one shard of a split suite: :func:`shard_of`)."""
     option = config.option
     return bool(
         getattr(option, "keyword", "")
@@ -98,4 +102,15 @@ def selects_part(config: pytest.Config) -> bool:
         or getattr(option, "deselect", None)
         or getattr(option, "lf", False)
         or any("::" in str(arg) for arg in config.args)
+        or (shards and shard_of(config) is not None)
     )
+
+
+def shard_of(config: pytest.Config) -> dict[str, int] | None:
+    """``{"group": I, "splits": N}`` when pytest-split runs group I of N (``--splits N
+    --group I``), else None. Options, not deselection: an xdist controller, which collects
+    nothing, knows it too."""
+    splits, group = getattr(config.option, "splits", None), getattr(config.option, "group", None)
+    if isinstance(splits, int) and isinstance(group, int) and splits > 1:
+        return {"group": group, "splits": splits}
+    return None

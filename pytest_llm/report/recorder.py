@@ -165,6 +165,7 @@ class Recorder:
             "digests": digests,
             "dist": self.dist,
             "filtered": self.options.filtered,
+            "split": self.options.split,
             "versions": versions(),
         }
         ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None
