@@ -22,6 +22,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("dataset", "bench.dataset:rows"),
     Benchmark("parallel", "bench.parallel:rows"),
     Benchmark("overhead", "bench.overhead:rows"),
+    Benchmark("proxy", "bench.proxy_overhead:rows"),
     Benchmark("replay", "bench.replay:rows"),
     Benchmark("startup", "bench.import_time:rows"),
     Benchmark("memory", "bench.replay:memory_rows"),

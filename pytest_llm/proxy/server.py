@@ -144,6 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     timeout = _SEND_TIMEOUT_SECONDS
+    wbufsize = 64 * 1024  # an answer's headers and body leave in one write (flushed per request)
 
     def setup(self) -> None:
         super().setup()
