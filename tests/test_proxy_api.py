@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import socket
 import struct
+import time
 from pathlib import Path
 
 import httpx
@@ -218,3 +221,35 @@ def test_base64_embeddings_are_little_endian_float32(server: ProxyServer, tmp_pa
         packed = post(f"{p.openai_base_url}/embeddings", {**body, "encoding_format": "base64"})
     raw = base64.b64decode(packed.json()["data"][0]["embedding"])
     assert list(struct.unpack(f"<{len(floats)}f", raw)) == pytest.approx(floats)
+
+
+def test_the_environment_points_at_the_proxy_and_is_restored(
+    server: ProxyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "http://elsewhere:11434")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with proxied(server, "http://127.0.0.1:9", tmp_path, "off") as proxy:
+        assert os.environ["OLLAMA_HOST"] == os.environ["OLLAMA_API_BASE"] == proxy.url
+        assert os.environ["OPENAI_BASE_URL"] == os.environ["OPENAI_API_BASE"]
+        assert os.environ["OPENAI_BASE_URL"] == proxy.openai_base_url == proxy.url + "/v1"
+        assert os.environ["OPENAI_API_KEY"] == "pytest-llm-proxy"  # the client needs one
+    assert os.environ["OLLAMA_HOST"] == "http://elsewhere:11434"
+    assert "OPENAI_BASE_URL" not in os.environ and "OPENAI_API_KEY" not in os.environ
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+    with proxied(server, "http://127.0.0.1:9", tmp_path, "off"):
+        assert os.environ["OPENAI_API_KEY"] == "sk-mine"  # a key that is set stays
+
+
+def test_stopping_is_bounded_with_a_client_connection_open(tmp_path: Path) -> None:
+    running = ProxyServer().start()
+    with proxied(running, "http://127.0.0.1:9", tmp_path, "off"):
+        idle = socket.create_connection(("127.0.0.1", int(running.url.rsplit(":", 1)[1])))
+        idle.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.2)  # the handler waits for the rest of the body
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 5
+    idle.settimeout(5)
+    assert idle.recv(100) == b""  # the connection was shut, nothing answered
+    idle.close()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["ENV_VARIABLES", "Incoming", "LLMProxy"]
 
 #: What the clients read to find their server: set (and restored) while a test runs.
-ENV_VARIABLES = ("OLLAMA_HOST", "OPENAI_BASE_URL", "OPENAI_API_BASE")
+ENV_VARIABLES = ("OLLAMA_HOST", "OLLAMA_API_BASE", "OPENAI_BASE_URL", "OPENAI_API_BASE")
 #: Set only when unset: the ``openai`` client refuses to start without a key. The proxy never
 #: reads it (upstream, the test's configured key is sent, as for harness calls).
 PLACEHOLDER_KEY = "pytest-llm-proxy"
@@ -116,9 +116,9 @@ class LLMProxy:
     def env(self) -> dict[str, str]:
         """The variables that point the clients here (set while the test runs), e.g. for a
         subprocess started with its own environment."""
-        values = {"OLLAMA_HOST": self.url, "OPENAI_BASE_URL": self.openai_base_url}
-        values["OPENAI_API_BASE"] = self.openai_base_url
-        return values
+        ollama, openai = self.ollama_host, self.openai_base_url
+        # the official clients read the first of each pair; LiteLLM (and older clients) the second
+        return dict(zip(ENV_VARIABLES, (ollama, ollama, openai, openai), strict=True))
 
     @property
     def output(self) -> str:
