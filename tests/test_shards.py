@@ -322,6 +322,32 @@ def test_shards_of_other_settings_are_an_error_naming_the_setting(runs: Runs) ->
     )
 
 
+def test_shards_of_another_plugin_version_or_model_digest_are_errors(runs: Runs) -> None:
+    """What another CI machine could bring: another pytest-llm, or another model pulled
+    under the same name (its digest at the same host differs)."""
+    first, second = (load(runs, p) for p in runs.shards[:2])
+    older = json.loads(json.dumps(second))
+    older["run"]["versions"]["pytest-llm"] = "0.0.1"
+    path = _variant(runs, "older.json", json.dumps(older))
+    assert merge_error(runs, runs.shards[0], path, runs.shards[2]) == (
+        "pytest-llm: error: shard reports differ in run.versions.pytest-llm: "
+        f"{first['run']['versions']['pytest-llm']!r} in {runs.shards[0]}, {runs.shards[2]}; "
+        "'0.0.1' in older.json; merge the reports of one split run (the same command and "
+        "settings in every shard)"
+    )
+    host = runs.project.fake.url
+    digest = first["run"]["digests"]["llama3.2"][host]
+    assert second["run"]["digests"]["llama3.2"][host] == digest  # one server, one model
+    other = json.loads(json.dumps(second))
+    other["run"]["digests"]["llama3.2"][host] = "0" * 64
+    path = _variant(runs, "other-model.json", json.dumps(other))
+    assert merge_error(runs, runs.shards[0], path, runs.shards[2]) == (
+        f"pytest-llm: error: shard reports differ in the digest of llama3.2 at {host}: "
+        f"{digest} in {runs.shards[0]}, {'0' * 64} in other-model.json; the shards did not "
+        "test the same model: pull the same one on every CI machine"
+    )
+
+
 def test_a_missing_group_is_an_error(runs: Runs) -> None:
     first = merge_error(runs, runs.shards[0], runs.shards[2])
     assert first == (

@@ -8,7 +8,7 @@ are computed again over every test and every attempt of the union, so they equal
 of one run of the whole suite. Nothing is averaged over shards.
 
 What must agree
-    Every shard has the same ``schema``, the same pytest-llm version and the same base
+    Every shard has this pytest-llm's ``schema``, the same pytest-llm version and the same base
     settings (``run.model``, ``backend``, ``seed``, ``dist``); a test (node id) is in one
     shard only; a model has one digest per host; shards of pytest-split (``run.split``)
     are every group of one ``--splits``. Anything else is a :class:`ConfigError` naming
@@ -41,7 +41,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..ladder import LadderSession
-from . import build_report, hosts_down, load_report, worker_rows
+from . import SCHEMA, build_report, hosts_down, load_report, worker_rows
 
 __all__ = ["SETTINGS", "Shard", "load_shards", "merge_reports"]
 
@@ -94,7 +94,12 @@ def merge_reports(shards: Sequence[Shard]) -> dict[str, Any]:
     """One report document for the run the shards make up; see the module docstring."""
     if not shards:
         raise ConfigError("no shard reports given: pass the --llm-report file of every shard")
-    _same("schema", [(s, s.doc.get("schema")) for s in shards])
+    schema = _same("schema", [(s, s.doc.get("schema")) for s in shards])
+    if schema != SCHEMA:  # an older report the gate still reads: its records may lack fields
+        raise ConfigError(
+            f"the shard reports are {schema!r} and this pytest-llm writes {SCHEMA!r}: merge "
+            "them with the pytest-llm that wrote them"
+        )
     _same(
         "run.versions.pytest-llm",
         [(s, _run(s).get("versions", {}).get("pytest-llm")) for s in shards],
