@@ -11,8 +11,7 @@ import math
 import os
 import re
 import shlex
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -331,17 +330,26 @@ def split_hosts(
     return tuple(h.url for h in parse_pool(text, source, default_port))
 
 
-def pick_host(hosts: Sequence[str], worker_id: str | None) -> str:
-    """The host of a pool that serves this process: stable for a given xdist worker id.
-
-    Worker ``gwN`` gets ``hosts[N % len(hosts)]``, so ``-n 4`` over two hosts puts two
-    workers on each; a run without xdist (``worker_id`` None) uses the first host.
-    """
-    if worker_id is None or len(hosts) == 1:
-        return hosts[0]
-    number = worker_id[2:] if worker_id.startswith("gw") else ""
-    index = int(number) if number.isdigit() else zlib.crc32(worker_id.encode())
-    return hosts[index % len(hosts)]
+def host_cooldown(config: pytest.Config) -> float | None:
+    """``--llm-host-cooldown`` or ini ``llm_host_cooldown``: the seconds a host of the pool
+    that is down is left alone (``None``: the default, 30)."""
+    for raw, source in (
+        (config.getoption("llm_host_cooldown", None), "--llm-host-cooldown"),
+        (config.getini("llm_host_cooldown"), "ini llm_host_cooldown"),
+    ):
+        if raw in (None, ""):
+            continue
+        try:
+            seconds = float(raw)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not (0 < seconds < math.inf):
+            raise ConfigError(
+                f"{source}={raw!r} is invalid: expected the seconds a host that is down is "
+                "left alone, a number > 0 (e.g. 30)"
+            )
+        return seconds
+    return None
 
 
 def public_host(url: str) -> str:

@@ -23,10 +23,10 @@ from .config import (
     coerce,
     config_field_names,
     from_environment,
-    pick_host,
+    host_cooldown,
+    parse_pool,
     public_host,
     resolve,
-    split_hosts,
 )
 from .dataset_hooks import DatasetSummary, case_report, report_cases, select_cases
 from .datasets import PROPERTY as DATASET_PROPERTY
@@ -51,7 +51,7 @@ from .scorers import EmbeddingCache
 from .scoring import Score, activated
 from .timeout_guard import TimeoutGuard
 from .transcript import SECTION, LiveLog, transcript
-from .xdist import XdistHooks, worker_id
+from .xdist import XdistHooks, slot_share, worker_id
 
 SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
 POOL_KEY = pytest.StashKey[BackendPool]()
@@ -141,6 +141,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID,ID",
         help="dataset tests (llm.evaluate) run only the cases with these ids",
     )
+    help_cooldown = "seconds a host of the pool that is down is left alone (default: 30)"
+    group.addoption("--llm-host-cooldown", dest="llm_host_cooldown", help=help_cooldown)
+    parser.addini("llm_host_cooldown", help_cooldown, type=_ini_type(float), default=None)
     for name, metavar, help_text in _REPORT_OPTIONS:
         group.addoption(f"--{name.replace('_', '-')}", dest=name, metavar=metavar, help=help_text)
         if metavar == "PATH":  # a string, relative to the ini file (config.ini_path)
@@ -158,15 +161,19 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = _base_settings(config)
         port = backend_kind(settings.get("backend", "ollama")).default_port
-        hosts = split_hosts(settings.get("host", DEFAULT_HOST), default_port=port)
-        config.stash[HOSTS_KEY] = hosts
-        settings["host"] = pick_host(hosts, worker_id(config))
+        pooled = parse_pool(settings.get("host", DEFAULT_HOST), default_port=port)
+        config.stash[HOSTS_KEY] = hosts = tuple(h.url for h in pooled)
+        settings["host"] = hosts[0]  # the pool's name: its tests use every host of it
         config.stash[SETTINGS_KEY] = settings
         resolve(base=config.stash[SETTINGS_KEY])
         config.stash[CASSETTES_KEY] = CassetteSettings.from_config(config)
+        cooldown = host_cooldown(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[POOL_KEY] = BackendPool()
+    slot_dir, share = slot_share(config)  # an xdist worker's part of the pool's slots
+    config.stash[POOL_KEY] = BackendPool(
+        pooled, cooldown_seconds=cooldown, slot_dir=slot_dir, worker=share
+    )
     config.stash[EMBEDDINGS_KEY] = EmbeddingCache()
     config.stash[TIMEOUT_GUARD_KEY] = TimeoutGuard(config)
     try:
@@ -289,7 +296,7 @@ def llm(
     ]
 
     def backend_for(c: HarnessConfig) -> Backend:
-        return _backend(request.config, c, _llm_cassette)
+        return _backend(request.config, c, _llm_cassette, request.node.nodeid)
 
     def record(result: LLMResult) -> None:
         records.append(result.summary())
@@ -395,6 +402,11 @@ def pytest_runtest_makereport(
     item_config = item.stash.get(ITEM_CONFIG_KEY, None)
     if item_config is not None:  # the run report says which host served the test
         report.llm_host = item_config.host  # type: ignore[attr-defined]
+        hosts = item.config.stash[POOL_KEY].hosts
+        if hosts is not None:  # a host pool: the host that answered, the calls it moved
+            served, moves = hosts.served(item.nodeid, forget=report.when == "teardown")
+            report.llm_host = served or item_config.host  # type: ignore[attr-defined]
+            report.llm_moved = moves  # type: ignore[attr-defined]
     if report.when == "call":
         item.stash[CALL_PASSED_KEY] = report.passed
     excinfo = call.excinfo
@@ -517,9 +529,12 @@ def _add_cassette_and_snapshot_options(parser: pytest.Parser, group: Any) -> Non
     )
 
 
-def _backend(config: pytest.Config, c: HarnessConfig, cassette: Cassette | None) -> Backend:
-    """The session's backend for ``c``, through the test's cassette when one is in use."""
-    backend = config.stash[POOL_KEY].for_config(c)
+def _backend(
+    config: pytest.Config, c: HarnessConfig, cassette: Cassette | None, test: str | None = None
+) -> Backend:
+    """The session's backend for ``c`` (the host pool's for ``test``), through the test's
+    cassette when one is in use."""
+    backend = config.stash[POOL_KEY].for_config(c, test=test)
     return backend if cassette is None else cassette.wrap(backend)
 
 

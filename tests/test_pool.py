@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -261,3 +262,126 @@ def test_the_model_identity_does_not_depend_on_the_host(pool_of: list[BackendPoo
         llm = harness(pool, a.url)
         identities = {llm.chat(f"q{i}").metadata["model_identity"] for i in range(4)}
         assert identities == {a.digest_of("llama3.2")} and chats(a) == chats(b) == 2
+
+
+# --- whole sessions (pytester) ----------------------------------------------------------------
+
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("i", range(8))
+def test_answer(llm, i):
+    assert llm.chat(f"say {i}").content == "ok"
+
+def test_map(llm):
+    answers = llm.map([f"item {i}" for i in range(8)], concurrency=8)
+    assert [r.content for r in answers] == ["ok"] * 8
+"""
+
+
+@pytest.fixture
+def three() -> Iterator[tuple[FakeOllama, FakeOllama, FakeOllama]]:
+    # no limit of their own: max_in_flight is what the pool let through
+    with (
+        FakeOllama("ok", first_token_delay=0.2) as a,
+        FakeOllama("ok", first_token_delay=0.2) as b,
+        FakeOllama("ok", first_token_delay=0.2) as c,
+    ):
+        yield a, b, c
+
+
+@pytest.mark.parametrize("workers", [None, 3], ids=["sequential", "xdist-3"])
+def test_a_session_spreads_over_the_pool_within_each_hosts_slots(
+    pytester: pytest.Pytester,
+    three: tuple[FakeOllama, FakeOllama, FakeOllama],
+    workers: int | None,
+) -> None:
+    a, b, c = three
+    pytester.makepyfile(SUITE)
+    xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
+    result = pytester.runpytest_subprocess(
+        f"--llm-host={a.url}#2, {b.url}, {c.url}#1", *xdist, "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=9)
+    counts = [chats(f) for f in three]
+    assert sum(counts) == 16 and all(n >= 2 for n in counts), counts
+    assert counts[0] >= max(counts[1:]), counts  # two slots take more of the load
+    peaks = [f.max_in_flight for f in three]
+    assert peaks[0] <= 2 and peaks[1] <= 1 and peaks[2] <= 1, peaks  # over every worker
+    assert sum(peaks) >= 3, peaks  # the map test filled the pool
+    result.stdout.fnmatch_lines([f"llm: * host={a.url},{b.url},{c.url} *"])
+
+
+FAULTS = {
+    "refused": None,
+    "hung": Reply(hang=True),
+    "503": Reply(status=503),
+}
+REASONS = {"refused": "refused the connection", "hung": "timed out", "503": "answered 503"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "workers"),
+    [("refused", None), ("hung", None), ("503", None), ("refused", 2), ("hung", 2)],
+    ids=["refused", "hung", "503", "refused-xdist-2", "hung-xdist-2"],
+)
+def test_a_failing_hosts_tests_move_and_pass(
+    pytester: pytest.Pytester, fault: str, workers: int | None
+) -> None:
+    with contextlib.ExitStack() as stack:
+        good = stack.enter_context(FakeOllama("ok"))
+        reply = FAULTS[fault]
+        bad = None if reply is None else stack.enter_context(FakeOllama(reply))
+        bad_url = bad.url if bad is not None else f"http://127.0.0.1:{free_port()}"
+        pytester.makepyfile(SUITE)
+        xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
+        started = time.perf_counter()
+        result = pytester.runpytest_subprocess(
+            f"--llm-host={bad_url},{good.url}#4",
+            "--llm-timeout=1",
+            *xdist,
+            "-p",
+            "no:cacheprovider",
+        )
+        took = time.perf_counter() - started
+        result.assert_outcomes(passed=9)
+        assert chats(good) == 16
+        if bad is not None:  # two failures in a row per process, then it is left alone
+            assert chats(bad) <= 2 * (workers or 1)
+        assert took < 60  # a hung host costs a timeout or two, not one per test
+
+
+def test_with_every_host_down_each_test_errors_naming_the_hosts(pytester: pytest.Pytester) -> None:
+    one, two = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    pytester.makepyfile(SUITE)
+    result = pytester.runpytest_subprocess(
+        f"--llm-host={one},{two}#2",
+        "-o",
+        "llm_check_host=false",  # the calls' own errors, not the setup check's
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(errors=9)
+    errors = [line for line in result.outlines if line.startswith("BackendUnreachable: ")]
+    assert len(errors) == 9  # one line each, no traceback
+    for line in errors:
+        assert line.startswith("BackendUnreachable: no healthy host left in the pool of 2: ")
+        assert f"{one} refused the connection" in line and f"{two} refused the connection" in line
+
+
+def test_cassettes_do_not_depend_on_the_host_that_answered(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    with FakeOllama("ok") as a, FakeOllama("ok") as b:
+        recorded = pytester.runpytest_subprocess(
+            f"--llm-host={a.url},{b.url}", "--llm-record-mode=once", "-p", "no:xdist"
+        )
+        recorded.assert_outcomes(passed=9)
+        assert chats(a) > 0 and chats(b) > 0
+    with FakeOllama("not recorded") as other:  # the same model, on a third server alone
+        replayed = pytester.runpytest_subprocess(
+            f"--llm-host={other.url}", "--llm-record-mode=none", "-p", "no:xdist"
+        )
+        replayed.assert_outcomes(passed=9)
+        assert chats(other) == 0

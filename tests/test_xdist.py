@@ -1,4 +1,4 @@
-"""Host pools spread over xdist workers, worker totals in workeroutput, a host that is down."""
+"""Host pools under xdist, worker totals in workeroutput, a host that is down."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_llm import ConfigError, HarnessConfig
-from pytest_llm.config import pick_host, split_hosts
+from pytest_llm.config import split_hosts
 from pytest_llm.testing import FakeOllama
 
 SUITE = """
@@ -41,7 +41,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_host_pool_spreads_workers_over_both_servers(
+def test_a_host_pool_serves_every_worker_from_both_servers(
     pytester: pytest.Pytester, two_fakes: tuple[FakeOllama, FakeOllama]
 ) -> None:
     a, b = two_fakes
@@ -63,23 +63,18 @@ def test_a_host_pool_spreads_workers_over_both_servers(
 
     doc = json.loads(report.read_text())
     assert doc["run"]["hosts"] == [a.url, b.url]
-    workers = {w["id"]: w for w in doc["run"]["workers"]}
-    assert {w: workers[w]["host"] for w in sorted(workers)} == {
-        "gw0": a.url, "gw1": b.url, "gw2": a.url, "gw3": b.url,
-    }  # fmt: skip
-    for test in doc["tests"]:  # each test ran on its worker's host
-        assert test["host"] == workers[test["worker"]]["host"]
+    assert {t["host"] for t in doc["tests"]} == {a.url, b.url}  # the host that answered it
     per_host = {
         url: sum(t["calls"] for t in doc["tests"] if t["host"] == url) for url in (a.url, b.url)
     }
     assert per_host == {a.url: chats(a), b.url: chats(b)}
     result.stdout.fnmatch_lines(
-        [f"host {a.url}: {chats(a)} calls (gw0, gw2)", f"host {b.url}: {chats(b)} calls (gw1, gw3)"]
+        [f"host {a.url}: {chats(a)} calls (gw*)", f"host {b.url}: {chats(b)} calls (gw*)"]
     )
     assert set(doc["run"]["digests"]["llama3.2"]) == {a.url, b.url}
 
 
-def test_a_host_that_is_down_is_reported_once(
+def test_the_tests_of_a_host_that_is_down_move_to_the_others(
     pytester: pytest.Pytester, two_fakes: tuple[FakeOllama, FakeOllama]
 ) -> None:
     a, _ = two_fakes
@@ -89,30 +84,22 @@ def test_a_host_that_is_down_is_reported_once(
     result = pytester.runpytest_subprocess(
         f"--llm-host={a.url},{down}", "-n", "2", f"--llm-report={report}", "-p", "no:cacheprovider"
     )
+    result.assert_outcomes(passed=16)
     doc = json.loads(report.read_text())
-    errors = [t for t in doc["tests"] if t["outcome"] == "error"]
-    assert errors and all(t["worker"] == "gw1" and t["host"] == down for t in errors)
-    assert doc["totals"]["passed"] == chats(a) == 16 - len(errors)
-    result.assert_outcomes(passed=16 - len(errors), errors=len(errors))
-    assert doc["run"]["hosts_down"] == {
-        down: {"tests": len(errors), "workers": ["gw1"], "message": errors[0]["error"]["message"]}
-    }
-    lines = [line for line in result.outlines if "HOST DOWN" in line]
-    assert lines == [
-        f"HOST DOWN {down}: {len(errors)} test(s) errored with BackendUnreachable on gw1; "
-        "start the server there or remove it from --llm-host"
-    ]
+    assert chats(a) == 16 and {t["host"] for t in doc["tests"]} == {a.url}
+    moved = [t for t in doc["tests"] if t["retries"]]
+    assert 1 <= len(moved) <= 4  # two failures in a row per worker, then it is down
     assert doc["run"]["digests"] == {"llama3.2": {a.url: doc["run"]["digests"]["llama3.2"][a.url]}}
 
 
-def test_without_xdist_the_first_host_serves_every_test(
+def test_without_xdist_sequential_tests_take_turns_on_the_pool(
     pytester: pytest.Pytester, two_fakes: tuple[FakeOllama, FakeOllama]
 ) -> None:
     a, b = two_fakes
     pytester.makepyfile(SUITE)
-    result = pytester.runpytest(f"--llm-host={a.url},{b.url}", "-p", "no:xdist")
+    result = pytester.runpytest(f"--llm-host={a.url},{b.url}#3", "-p", "no:xdist")
     result.assert_outcomes(passed=16)
-    assert (chats(a), chats(b)) == (16, 0)
+    assert (chats(a), chats(b)) == (4, 12)  # one slot and three: a quarter and the rest
 
 
 def test_the_pool_comes_from_ini_too(
@@ -153,16 +140,6 @@ def test_split_hosts_normalizes_each_entry() -> None:
         split_hosts("gpu1,")
     with pytest.raises(ConfigError, match="one URL"):
         HarnessConfig(host="http://a:1,http://b:2")
-
-
-def test_pick_host_is_stable_by_worker_id() -> None:
-    hosts = ("http://a:1", "http://b:2", "http://c:3")
-    assert [pick_host(hosts, f"gw{i}") for i in range(5)] == [
-        "http://a:1", "http://b:2", "http://c:3", "http://a:1", "http://b:2",
-    ]  # fmt: skip
-    assert pick_host(hosts, None) == "http://a:1"
-    assert pick_host(hosts, "custom") == pick_host(hosts, "custom") in hosts
-    assert pick_host(hosts[:1], "gw7") == "http://a:1"
 
 
 def test_a_crashed_worker_does_not_break_the_report(
