@@ -1,8 +1,8 @@
 """What the application did through the proxy: one :class:`ProxyCall` per request.
 
 ``llm_proxy.calls`` is a :class:`ProxyCalls`, a list with the checks people make of an
-application's model calls (how many, which models, that a system prompt or a tool
-definition was sent, that no answer exceeded N tokens). Each check fails with a
+application's model calls (how many, which models, that a system prompt was sent,
+that no answer exceeded N tokens). Each check fails with a
 :class:`~pytest_llm.QualityFailure` that says what was expected and lists the calls.
 """
 
@@ -28,7 +28,7 @@ class ProxyCall:
     (``"chat"``, ``"generate"``, ``"completions"``, ``"embed"``); ``model`` is the model the
     client asked for and ``upstream_model`` the one that answered (``llm_proxy.models``
     maps one to the other). ``parameters`` holds every setting the client sent beside the
-    messages (``temperature``, ``max_tokens``, ``response_format``, ``top_p``, ``tools``
+    messages (``temperature``, ``max_tokens``, ``response_format``, ``top_p``, ``stop``
     ...), as it sent them. ``output`` is the answer's text (``""`` for an embedding or a
     failed call, whose ``error`` says why). Times are milliseconds; ``cached`` says the
     answer was replayed from the test's cassette.
@@ -72,17 +72,6 @@ class ProxyCall:
             return "\n".join(self.inputs)
         users = [m for m in self.messages if m.get("role") == "user"]
         return _text(users[-1].get("content")) if users else ""
-
-    @property
-    def tools(self) -> list[str]:
-        """The names of the tools (functions) the request offered the model."""
-        names = []
-        for tool in self.parameters.get("tools") or ():
-            if isinstance(tool, Mapping):
-                function = tool.get("function", tool)
-                if isinstance(function, Mapping) and isinstance(function.get("name"), str):
-                    names.append(function["name"])
-        return names
 
     def line(self) -> str:
         """``openai chat gpt-4o -> llama3.2: 'prompt' -> 'answer' (12 tokens, 80 ms)``."""
@@ -155,16 +144,6 @@ class ProxyCalls(list[ProxyCall]):
         if not chats or (bad if every else len(bad) == len(chats)):
             who = "every chat call" if every else "some chat call"
             self._fail(f"expected {who} to send a system prompt {wanted}".rstrip(), bad or chats)
-
-    def assert_tool_sent(self, name: str) -> None:
-        """Some call offered the model a tool (function) called ``name``."""
-        __tracebackhide__ = True
-        if not any(name in c.tools for c in self):
-            sent = sorted({t for c in self for t in c.tools})
-            self._fail(
-                f"expected a call offering the tool {name!r}; tools sent: "
-                f"{', '.join(sent) if sent else 'none'}"
-            )
 
     def assert_max_tokens(self, limit: int) -> None:
         """No answer was longer than ``limit`` tokens."""
