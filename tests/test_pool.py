@@ -245,6 +245,15 @@ def test_with_every_host_down_the_error_names_each(pool_of: list[BackendPool]) -
     assert caught.value.host == f"{one},{two}"
 
 
+def test_pool_errors_never_show_credentials(pool_of: list[BackendPool]) -> None:
+    one, two = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    pool = make(pool_of, (f"http://user:secret@{one}", None), (f"http://{two}", None))
+    with pytest.raises(BackendUnreachable) as caught:
+        harness(pool, f"http://user:secret@{one}").chat("q")
+    assert "secret" not in str(caught.value) and "secret" not in str(caught.value.host)
+    assert f"http://{one} refused the connection" in str(caught.value)
+
+
 def test_a_missing_model_is_not_a_reason_to_move(pool_of: list[BackendPool]) -> None:
     from pytest_llm import ModelNotFound
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..config import public_host
 from ..errors import (
     BackendBusy,
     BackendError,
@@ -240,7 +241,7 @@ class HostPool:
                 usable = [h for h in self._hosts if h.url not in exclude and h.up(now)]
                 if not usable:
                     error = BackendUnreachable(self._none_left(exclude, {}))
-                    error.host = ",".join(self.urls)
+                    error.host = ",".join(map(public_host, self.urls))
                     raise error
                 taken = self._take(usable)
                 if taken is not None:
@@ -302,7 +303,7 @@ class HostPool:
             fcntl.flock(host.files[index], fcntl.LOCK_UN)
 
     def _busy(self, usable: list[_Host]) -> str:
-        where = ", ".join(f"{h.url} ({h.slots} slot(s))" for h in usable)
+        where = ", ".join(f"{public_host(h.url)} ({h.slots} slot(s))" for h in usable)
         others = ", with the other xdist workers" if self.shared else ""
         return f"every slot was busy{others}: {where}"
 
@@ -362,7 +363,7 @@ class HostPool:
             elif why is None and h.url in tried:
                 why = "failed this call"
             if why is not None:
-                parts.append(f"{h.url} {why}")
+                parts.append(f"{public_host(h.url)} {why}")
         return (
             f"no healthy host left in the pool of {len(self._hosts)}: "
             + ", ".join(parts)
@@ -558,7 +559,7 @@ class PooledBackend:
         else:
             error = BackendUnreachable(message)
         error.retryable = last.retryable
-        error.host = ",".join(self._pool.urls)
+        error.host = ",".join(map(public_host, self._pool.urls))
         return error
 
 
