@@ -276,6 +276,24 @@ def test_the_gate_gives_the_same_verdict_on_the_merged_and_the_whole_report(
         assert rows[2][:5] == ["score", "drop", "test_suite.py::test_scored", "1.00", "0.70"]
 
 
+def test_the_html_and_the_step_summary_come_from_the_merged_report_alone(
+    runs: Runs, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    result = runs.project.cli(
+        "render", runs.merged, "--baseline", runs.main_better, *GATE,
+        "--html", tmp_path / "report.html", "--markdown", summary,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "report.html").read_text()
+    for test in load(runs, runs.whole)["tests"]:
+        assert test["nodeid"] in html
+    markdown = summary.read_text()
+    assert markdown.startswith("\n## pytest-llm: 8 passed, 2 failed, 1 skipped")
+    assert "### baseline gate FAILED with 2 regression(s)" in markdown
+    assert "### Model ladder" in markdown
+
+
 def test_a_gate_on_one_shard_alone_calls_the_other_shards_tests_not_run(runs: Runs) -> None:
     result = runs.project.cli("gate", runs.shards[0], "--baseline", runs.main_same, *GATE)
     assert result.returncode == 0, result.stdout
