@@ -108,6 +108,22 @@ def test_map_spreads_over_the_pool_and_never_exceeds_a_hosts_slots(
         assert figures[a.url] == {"slots": 2, "requests": chats(a), "peak": 2}
 
 
+def test_sample_and_a_dataset_spread_over_the_pool(pool_of: list[BackendPool]) -> None:
+    with (
+        FakeOllama("yes", first_token_delay=0.1) as a,
+        FakeOllama("yes", first_token_delay=0.1) as b,
+    ):
+        pool = make(pool_of, (a.url, 1), (b.url, 1))
+        llm = harness(pool, a.url, concurrency=4, temperature=0.8)
+        assert llm.sample("q", 6).passes == 6
+        assert chats(a) >= 2 and chats(b) >= 2 and chats(a) + chats(b) == 6
+        cases = [{"id": f"c{i}", "text": f"t{i}", "label": "yes"} for i in range(6)]
+        outcome = llm.evaluate(cases, "Is {text} ok?", expected="label")
+        assert outcome.passed and chats(a) + chats(b) == 12
+        assert chats(a) >= 4 and chats(b) >= 4
+        assert a.max_in_flight == 1 and b.max_in_flight == 1
+
+
 def test_sequential_calls_take_turns_by_slots(pool_of: list[BackendPool]) -> None:
     with FakeOllama("ok") as a, FakeOllama("ok") as b:
         pool = make(pool_of, (a.url, 2), (b.url, None))
