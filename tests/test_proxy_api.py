@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,9 @@ import openai
 import pytest
 
 from pytest_llm import CassetteError, QualityFailure
+from pytest_llm.proxy import LLMProxy
 from pytest_llm.proxy.server import ProxyServer
-from pytest_llm.testing import FakeOllama, Reply
+from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
 from .test_proxy_clients import QUESTION, proxied, server
 
@@ -251,3 +253,40 @@ def test_stopping_is_bounded_with_a_client_connection_open(tmp_path: Path) -> No
     idle.settimeout(5)
     assert idle.recv(100) == b""  # the connection was shut, nothing answered
     idle.close()
+
+
+def test_a_hung_server_is_a_504_within_the_test_s_timeout(
+    server: ProxyServer, tmp_path: Path
+) -> None:
+    with FakeOllama(Reply(hang=True)) as fake:  # noqa: SIM117 (the server outlives the proxy)
+        with proxied(server, fake.url, tmp_path, "off", timeout=1) as proxy:
+            started = time.monotonic()
+            answer = post(f"{proxy.openai_base_url}/chat/completions", {"model": "llama3.2",
+                          "messages": QUESTION})  # fmt: skip
+            waited = time.monotonic() - started
+    assert answer.status_code == 504 and "timeout_seconds=1" in answer.json()["error"]["message"]
+    assert 1 <= waited < 4.5  # bounded by the backend's deadline, not the client's timeout
+    assert proxy.fault is not None
+
+
+def test_concurrent_calls_of_one_test_are_recorded_and_replayed(
+    server: ProxyServer, tmp_path: Path
+) -> None:
+    def echo(request: RecordedRequest) -> str:
+        return str(request.messages[-1]["content"]).upper()
+
+    def ask(proxy: LLMProxy) -> list[str]:
+        bodies = [{"model": "llama3.2", "messages": [{"role": "user", "content": f"n {i}"}]}
+                  for i in range(6)]  # fmt: skip
+        url = f"{proxy.openai_base_url}/chat/completions"
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda b: post(url, b).json(), bodies))
+        return [a["choices"][0]["message"]["content"] for a in answers]
+
+    with FakeOllama(echo, token_delay=0.02) as fake:
+        with proxied(server, fake.url, tmp_path, "once") as live:
+            assert ask(live) == [f"N {i}" for i in range(6)]
+        assert fake.max_in_flight > 1  # they were in flight together
+    with proxied(server, fake.url, tmp_path, "none") as replay:
+        assert ask(replay) == [f"N {i}" for i in range(6)]
+    assert len(replay.calls) == 6 and all(c.cached for c in replay.calls)

@@ -40,15 +40,21 @@ def server() -> Iterator[ProxyServer]:
 
 @contextmanager
 def proxied(
-    server: ProxyServer, host: str, folder: Path, mode: str, *, backend: str = "ollama"
+    server: ProxyServer,
+    host: str,
+    folder: Path,
+    mode: str,
+    *,
+    backend: str = "ollama",
+    timeout: float = 5,
 ) -> Iterator[LLMProxy]:
     """One test's proxy: the test's backend through its cassette, as the fixture builds it."""
     settings = CassetteSettings(mode=mode, directory=folder, rootpath=folder)
     cassette = Cassette(folder / "test_client.json", settings, test="test_client")
     inner = (
-        OllamaBackend(host=host, timeout_seconds=5)
+        OllamaBackend(host=host, timeout_seconds=timeout)
         if backend == "ollama"
-        else OpenAIBackend(host=host, timeout_seconds=5)
+        else OpenAIBackend(host=host, timeout_seconds=timeout)
     )
     config = HarnessConfig(model="llama3.2", host=host, backend=backend)
     wrapped = inner if mode == "off" else cassette.wrap(inner)
