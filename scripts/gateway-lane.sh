@@ -46,6 +46,7 @@ WORK=${GATEWAY_LANE_WORKDIR:-$(mktemp -d -t pytest-llm-gateway.XXXXXX)}
 mkdir -p "$WORK"
 UPSTREAMS_PID=""
 GATEWAY_PID=""
+GATEWAY_LOG=""
 SKIPPED=""
 STEP="starting"
 STARTED=$SECONDS
@@ -196,6 +197,7 @@ with socket.socket() as s:
     print(s.getsockname()[1])
 ")
     GATEWAY_URL="http://127.0.0.1:${PORT}"
+    GATEWAY_LOG=$log
     (cd "$WORK" && exec env "$@" "${GATEWAY_CMD[@]}" --config "$WORK/gateway.yaml" \
         --host 127.0.0.1 --port "$PORT" --num_workers 1) >"$log" 2>&1 &
     GATEWAY_PID=$!
@@ -222,11 +224,20 @@ step "waiting for ${GATEWAY_URL} to list the models (at most ${START_TIMEOUT} s)
 wait_gateway "$WORK/gateway.log" "$WORK/models-first.json"
 echo "the proxy answered after $((SECONDS - began)) s: $(cat "$WORK/models-first.json")"
 
+# run pytest; if it fails while the proxy it talks to has died, say so with the proxy's log
 run_pytest() {
     local status=0
     timeout "$PYTEST_TIMEOUT" "$PYTHON" -m pytest "$@" || status=$?
     ((status == 124)) && fail "pytest did not finish in ${PYTEST_TIMEOUT} s (GATEWAY_LANE_PYTEST_TIMEOUT)"
-    ((status == 0)) || exit "$status"
+    ((status == 0)) && return 0
+    if [[ -n "$GATEWAY_PID" ]] && ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+        {
+            echo "the last 30 lines of the proxy's log, ${GATEWAY_LOG}:"
+            tail -n 30 "$GATEWAY_LOG" | sed 's/^/    | /'
+        } >&2
+        fail "the LiteLLM proxy (pid ${GATEWAY_PID}) died while ${STEP}: the failures above are its death"
+    fi
+    exit "$status"
 }
 
 # --- 3. live, recording ------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def upstreams(work: Path, first_token_delay: float, token_delay: float, max_seco
                 "tokens_in": tokens_in,
                 "tokens_out": tokens_out,
                 "stream": request.stream,
+                "authorization": request.headers.get("authorization"),
                 "words": len(_TOKEN.findall(content)),
                 "time": time.time(),
             }

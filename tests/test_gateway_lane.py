@@ -27,7 +27,8 @@ HELPER = ROOT / "scripts" / "gateway_lane.py"
 # A gateway as LiteLLM's proxy acts here: reads the lane's config (--config, --port), checks
 # the master key, lists the model names (the cost map's figures for gpt-4o-mini, as LiteLLM
 # adds them), and forwards each chat completion, streamed line by line, to the deployments of
-# its model name in turn. STUB_MODE=hang never answers; STUB_MODE=die exits at once.
+# its model name in turn. STUB_MODE=hang never answers; STUB_MODE=die exits at once;
+# STUB_DIE_AT=N exits at the chat completion numbered N (0 is the lane's warm-up).
 STUB = textwrap.dedent(
     """
     import itertools, json, os, sys, time
@@ -51,6 +52,7 @@ STUB = textwrap.dedent(
     for d in config["model_list"]:
         groups.setdefault(d["model_name"], []).append(d["litellm_params"])
     turns = {name: itertools.cycle(deployments) for name, deployments in groups.items()}
+    chats = itertools.count()
 
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,11 +87,15 @@ STUB = textwrap.dedent(
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if not self.authorized():
                 return
+            if str(next(chats)) == os.environ.get("STUB_DIE_AT"):
+                print("stub gateway: simulated crash", flush=True)
+                os._exit(9)
             name = body["model"]
             deployment = next(turns[name])
             body["model"] = deployment["model"].split("/", 1)[1]
             url = deployment["api_base"] + "/chat/completions"
-            with httpx.stream("POST", url, json=body, timeout=30) as upstream:
+            auth = {"Authorization": f"Bearer {deployment['api_key']}"}
+            with httpx.stream("POST", url, json=body, headers=auth, timeout=30) as upstream:
                 self.send_response(upstream.status_code)
                 self.send_header("Content-Type", upstream.headers["content-type"])
                 self.end_headers()
@@ -170,8 +176,8 @@ def test_the_lane_passes_through_a_gateway_that_routes_over_both_upstreams(
         argv = start["argv"]
         assert argv[argv.index("--host") + 1] == "127.0.0.1"
         assert Path(argv[argv.index("--config") + 1]).name == "gateway.yaml"
-    assert "8 passed" in proc.stdout  # live: every test ran
-    assert proc.stdout.count("6 passed, 2 deselected") == 2  # both replays, without `live`
+    assert "9 passed" in proc.stdout  # live: every test ran
+    assert proc.stdout.count("7 passed, 2 deselected") == 2  # both replays, without `live`
     assert "chat requests served per upstream: http://127.0.0.1:" in proc.stdout
     assert proc.stdout.count("answers of 6 tests replayed identically") == 2
     assert "restarting the proxy" in proc.stdout and starts[1]["cost_map_url"] is None
@@ -187,6 +193,16 @@ def test_an_upstream_the_gateway_never_uses_fails_the_lane(tmp_path: Path) -> No
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "the gateway sent no request to http://127.0.0.1:" in proc.stderr
     assert "LiteLLM did not route over both upstreams" in proc.stderr
+    assert last_line(proc).startswith("GATEWAY LANE: FAILED while running tests/gateway live")
+
+
+def test_a_gateway_that_dies_during_the_tests_is_named_with_its_log(tmp_path: Path) -> None:
+    proc = run_lane(tmp_path, env=with_stub(tmp_path, STUB_DIE_AT="1"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "BackendUnreachable" in proc.stdout  # what pytest saw
+    assert "    | stub gateway: simulated crash" in proc.stderr
+    assert "the LiteLLM proxy (pid " in proc.stderr
+    assert "died while running tests/gateway live" in proc.stderr
     assert last_line(proc).startswith("GATEWAY LANE: FAILED while running tests/gateway live")
 
 

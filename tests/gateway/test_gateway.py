@@ -3,6 +3,7 @@ conftest.py): timings, token counts, model identity and cassettes stay right."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -95,6 +96,13 @@ def test_an_identity_leaves_out_the_gateways_cost_map(keep: Keep, lane: Lane, ll
     identity = result.metadata["model_identity"]
     assert identity is not None and "id=gw-priced" in identity
     assert "max_input_tokens" not in identity and "mode=" not in identity
+
+
+def test_the_gateways_key_stays_at_the_gateway(lane: Lane) -> None:
+    # pytest-llm sends the proxy's master key; the proxy sends the upstreams their own key
+    entries = lane.entries()
+    assert entries and {e["authorization"] for e in entries} == {"Bearer unused"}
+    assert all(os.environ["GATEWAY_LANE_KEY"] not in str(e) for e in entries)
 
 
 @pytest.mark.live
