@@ -171,7 +171,7 @@ step "starting two FakeOllama upstreams"
     --first-token-delay "${GATEWAY_LANE_FIRST_TOKEN_DELAY:-0.4}" \
     --token-delay "${GATEWAY_LANE_TOKEN_DELAY:-0.25}" >"$WORK/upstreams.log" 2>&1 &
 UPSTREAMS_PID=$!
-for _ in $(seq 1 100); do  # up to 10 s
+for _ in $(seq 1 300); do  # up to 30 s
     [[ -f "$WORK/upstreams.json" ]] && break
     kill -0 "$UPSTREAMS_PID" 2>/dev/null || break
     sleep 0.1
