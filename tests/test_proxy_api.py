@@ -126,15 +126,16 @@ def test_parameters_go_upstream_and_into_the_cassette_key(
 def test_errors_in_each_api_format(server: ProxyServer, tmp_path: Path) -> None:
     with FakeOllama("ok") as fake, proxied(server, fake.url, tmp_path, "off") as proxy:
         v1, api = proxy.openai_base_url, f"{proxy.url}/api"
-        tools = {"model": "m", "messages": QUESTION, "tools": [{"type": "function"}]}
-        refused = post(f"{v1}/chat/completions", tools)
+        legacy = {"model": "m", "messages": QUESTION, "functions": [{"name": "f"}]}
+        refused = post(f"{v1}/chat/completions", legacy)
         assert refused.status_code == 400
-        assert "'tools'" in refused.json()["error"]["message"]
+        assert "'functions'" in refused.json()["error"]["message"]
         assert refused.json()["error"]["type"] == "invalid_request_error"
+        thinking = {"model": "m", "messages": QUESTION, "think": True, "stream": False}
         assert (
-            post(f"{api}/chat", {**tools, "stream": False})
+            post(f"{api}/chat", thinking)
             .json()["error"]
-            .startswith("the pytest-llm proxy does not serve 'tools'")
+            .startswith("the pytest-llm proxy does not serve 'think'")
         )
         unknown = httpx.get(f"{v1}/files")
         assert unknown.status_code == 404 and "/v1/chat/completions" in unknown.text
@@ -143,7 +144,9 @@ def test_errors_in_each_api_format(server: ProxyServer, tmp_path: Path) -> None:
         assert malformed.status_code == 400 and "not JSON" in malformed.json()["error"]
         no_messages = post(f"{v1}/chat/completions", {"model": "m"})
         assert "'messages'" in no_messages.json()["error"]["message"]
-        assert post(f"{v1}/chat/completions", {**tools, "tools": None, "n": 3}).status_code == 400
+        assert (
+            post(f"{v1}/chat/completions", {**legacy, "functions": None, "n": 3}).status_code == 400
+        )
         assert (
             post(f"{api}/chat", {"model": "m", "messages": QUESTION, "bogus": 1}).status_code == 400
         )

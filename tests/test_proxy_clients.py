@@ -26,7 +26,7 @@ from pytest_llm.backends.openai import OpenAIBackend
 from pytest_llm.cassettes import Cassette, CassetteSettings
 from pytest_llm.proxy import LLMProxy
 from pytest_llm.proxy.server import ProxyServer
-from pytest_llm.testing import FakeOllama
+from pytest_llm.testing import FakeOllama, Reply
 
 QUESTION = [{"role": "user", "content": "Capital of France?"}]
 ANSWER = "The capital of France is Paris."
@@ -176,3 +176,72 @@ def test_an_ollama_app_on_an_openai_compatible_server(server: ProxyServer, tmp_p
         finally:
             client._client.close()
         assert [r.path for r in fake.requests if "chat" in r.path] == ["/v1/chat/completions"]
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+CALLED = Reply(content="", tool_calls=({"name": "weather", "arguments": {"city": "Lyon"}},))
+
+
+@pytest.mark.parametrize("upstream", ["ollama", "openai"])
+@pytest.mark.parametrize("client_api", ["openai", "ollama"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_tool_calls_come_back_live_and_replayed(
+    server: ProxyServer, tmp_path: Path, upstream: str, client_api: str, stream: bool
+) -> None:
+    question = [{"role": "user", "content": "Weather in Lyon?"}]
+
+    def app() -> tuple[str, dict[str, object]]:
+        if client_api == "openai":
+            with openai.OpenAI(timeout=5, max_retries=0) as client:
+                if not stream:
+                    answer = client.chat.completions.create(
+                        model="llama3.2",
+                        messages=question,
+                        tools=TOOLS,
+                    )
+                    assert answer.choices[0].finish_reason == "tool_calls"
+                    call = answer.choices[0].message.tool_calls[0]
+                    return call.function.name, json.loads(call.function.arguments)
+                with client.chat.completions.stream(
+                    model="llama3.2",
+                    messages=question,
+                    tools=TOOLS,
+                ) as events:
+                    final = events.get_final_completion()
+                call = final.choices[0].message.tool_calls[0]
+                return call.function.name, json.loads(call.function.arguments)
+        ollama_client = ollama.Client(timeout=5)
+        try:
+            if not stream:
+                message = ollama_client.chat("llama3.2", question, tools=TOOLS).message
+            else:
+                chunks = list(ollama_client.chat("llama3.2", question, tools=TOOLS, stream=True))
+                message = next(c.message for c in chunks if c.message.tool_calls)
+            (called,) = message.tool_calls or []
+            return called.function.name, dict(called.function.arguments)
+        finally:
+            ollama_client._client.close()
+
+    host_of = {"ollama": lambda url: url, "openai": lambda url: url + "/v1"}
+    with FakeOllama(CALLED) as fake:
+        with proxied(
+            server, host_of[upstream](fake.url), tmp_path, "once", backend=upstream
+        ) as live:
+            assert app() == ("weather", {"city": "Lyon"})
+        (sent,) = [r.body for r in fake.requests if "chat" in r.path]
+        url = fake.url
+    assert sent["tools"] == TOOLS  # offered upstream as the client offered them
+    live.calls.assert_tool_sent("weather")
+    assert live.calls.last.tool_calls == ({"name": "weather", "arguments": {"city": "Lyon"}},)
+    with proxied(server, host_of[upstream](url), tmp_path, "none", backend=upstream) as replay:
+        assert app() == ("weather", {"city": "Lyon"})  # replayed, the server stopped
+    assert replay.calls.last.cached

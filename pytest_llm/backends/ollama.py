@@ -66,11 +66,13 @@ class OllamaBackend:
 
     def chat(self, request: ChatRequest) -> Completion:
         options: dict[str, Any] = {"temperature": request.temperature, **request.options}
+        tools = options.pop("tools", None)  # a request field of Ollama's, not an option
         if request.seed is not None:
             options["seed"] = request.seed
         if request.max_tokens is not None:
             options["num_predict"] = request.max_tokens
         parts: list[str] = []
+        calls: list[dict[str, Any]] = []
         ttft_ms: float | None = None
         final: ollama.ChatResponse | None = None
         # a bound on the whole answer: the transport cuts a dripping or silent stream
@@ -85,6 +87,7 @@ class OllamaBackend:
                     format=request.format,
                     options=options,
                     keep_alive=request.keep_alive,
+                    tools=tools,
                 )
                 with closing(stream):
                     for chunk in deadline.within(_chunks(stream)):
@@ -93,7 +96,11 @@ class OllamaBackend:
                             parts.append(message.content)
                             if request.on_delta is not None:
                                 request.on_delta(message.content)
-                        if ttft_ms is None and (message.content or message.thinking):
+                        for call in message.tool_calls or ():
+                            arguments = dict(call.function.arguments or {})
+                            calls.append({"name": call.function.name, "arguments": arguments})
+                        first = message.content or message.thinking or message.tool_calls
+                        if ttft_ms is None and first:
                             ttft_ms = deadline.elapsed_ms()
                         if chunk.done:
                             final = chunk
@@ -107,6 +114,17 @@ class OllamaBackend:
                 f"Ollama at {self.host} ended the answer of {request.model!r} "
                 "without a final chunk",
             )
+        metadata: dict[str, Any] = {
+            key: value / _NS_PER_MS
+            for key, value in (
+                ("server_total_ms", final.total_duration),
+                ("prompt_eval_ms", final.prompt_eval_duration),
+                ("eval_ms", final.eval_duration),
+            )
+            if value
+        }
+        if calls:
+            metadata["tool_calls"] = calls
         return Completion(
             content="".join(parts),
             model=request.model,
@@ -116,15 +134,7 @@ class OllamaBackend:
             ttft_ms=ttft_ms,
             load_ms=(final.load_duration or 0) / _NS_PER_MS,
             done_reason=final.done_reason,
-            metadata={
-                key: value / _NS_PER_MS
-                for key, value in (
-                    ("server_total_ms", final.total_duration),
-                    ("prompt_eval_ms", final.prompt_eval_duration),
-                    ("eval_ms", final.eval_duration),
-                )
-                if value
-            },
+            metadata=metadata,
         )
 
     def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:

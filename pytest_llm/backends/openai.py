@@ -229,6 +229,7 @@ class OpenAIBackend:
         ttft_ms: float | None = None
         finish_reason: str | None = None
         usage: Mapping[str, Any] = {}
+        calls: dict[int, dict[str, str]] = {}  # tool calls, their arguments in pieces
         chunks = 0
         done = False
         deadline = current_deadline()  # entered by chat()
@@ -256,8 +257,12 @@ class OpenAIBackend:
                         parts.append(text)
                         if on_delta is not None:
                             on_delta(text)
+                    for call in _shaped(
+                        delta.get("tool_calls") or [], list, "its tool calls", data
+                    ):
+                        _add_tool_call(calls, _shaped(call, dict, "a tool call", data))
                     thinking = delta.get("reasoning_content") or delta.get("reasoning")
-                    if text or thinking:
+                    if text or thinking or delta.get("tool_calls"):
                         chunks += 1
                         if ttft_ms is None:
                             ttft_ms = (time.perf_counter() - started) * 1000
@@ -286,7 +291,8 @@ class OpenAIBackend:
             duration_ms=duration_ms,
             ttft_ms=ttft_ms,
             done_reason=finish_reason,
-            metadata={"usage_reported": bool(usage)},
+            metadata={"usage_reported": bool(usage)}
+            | ({"tool_calls": _tool_calls(calls)} if calls else {}),
         )
 
     def _json(self, response: httpx.Response) -> Any:
@@ -404,6 +410,29 @@ def _shaped(value: Any, kind: type[T], what: str, data: str) -> T:
         shape = "an object" if kind is dict else "an array"
         raise ValueError(f"{what} is not {shape} in the stream event {data[:80]!r}")
     return value
+
+
+def _add_tool_call(calls: dict[int, dict[str, str]], delta: Mapping[str, Any]) -> None:
+    """One streamed piece of a tool call: the first names it, the others add arguments."""
+    function = delta.get("function")
+    if not isinstance(function, Mapping):
+        function = {}
+    call = calls.setdefault(int(delta.get("index", len(calls))), {"name": "", "arguments": ""})
+    call["name"] += str(function.get("name") or "")
+    call["arguments"] += str(function.get("arguments") or "")
+
+
+def _tool_calls(calls: Mapping[int, Mapping[str, str]]) -> list[dict[str, Any]]:
+    """``[{"name": ..., "arguments": {...}}]``: the arguments parsed (kept as text when they
+    are not JSON), as the Ollama backend hands them over."""
+    found = []
+    for _, call in sorted(calls.items()):
+        try:
+            arguments: Any = json.loads(call["arguments"] or "{}")
+        except ValueError:
+            arguments = call["arguments"]
+        found.append({"name": call["name"], "arguments": arguments})
+    return found
 
 
 def _error_message(body: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..result import Completion
     from .server import Exchange
 
-__all__ = ["BadRequest", "Renderer", "answer_chat", "bad_request", "pieces"]
+__all__ = ["BadRequest", "Renderer", "answer_chat", "bad_request", "pieces", "tool_calls"]
 
 _PIECE = re.compile(r"\s*\S+|\s+")
 
@@ -49,6 +49,13 @@ class Renderer(Protocol):
     def whole(self, completion: Completion) -> dict[str, Any]:
         """The body of an answer that is not streamed."""
         ...
+
+
+def tool_calls(completion: Completion) -> list[dict[str, Any]]:
+    """The tools the answer called, ``[{"name": ..., "arguments": {...}}]`` (the backends'
+    form; a replay holds what was recorded)."""
+    calls = completion.metadata.get("tool_calls") or []
+    return [dict(c) for c in calls if isinstance(c, Mapping)]
 
 
 def pieces(text: str) -> list[str]:

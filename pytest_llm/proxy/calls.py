@@ -1,8 +1,8 @@
 """What the application did through the proxy: one :class:`ProxyCall` per request.
 
 ``llm_proxy.calls`` is a :class:`ProxyCalls`, a list with the checks people make of an
-application's model calls (how many, which models, that a system prompt was sent,
-that no answer exceeded N tokens). Each check fails with a
+application's model calls (how many, which models, that a system prompt or a tool
+definition was sent, that no answer exceeded N tokens). Each check fails with a
 :class:`~pytest_llm.QualityFailure` that says what was expected and lists the calls.
 """
 
@@ -54,6 +54,8 @@ class ProxyCall:
     model_identity: str | None = None
     inputs: tuple[str, ...] = ()
     """The texts of an embedding request."""
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    """The tools the model called, each ``{"name": ..., "arguments": {...}}``."""
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,16 @@ class ProxyCall:
             return "\n".join(self.inputs)
         users = [m for m in self.messages if m.get("role") == "user"]
         return _text(users[-1].get("content")) if users else ""
+
+    @property
+    def tools(self) -> list[str]:
+        """The names of the tools (functions) the request offered the model."""
+        names = []
+        for tool in self.parameters.get("tools") or ():
+            function = tool.get("function", tool) if isinstance(tool, Mapping) else None
+            if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+                names.append(function["name"])
+        return names
 
     def line(self) -> str:
         """``openai chat gpt-4o -> llama3.2: 'prompt' -> 'answer' (12 tokens, 80 ms)``."""
@@ -144,6 +156,16 @@ class ProxyCalls(list[ProxyCall]):
         if not chats or (bad if every else len(bad) == len(chats)):
             who = "every chat call" if every else "some chat call"
             self._fail(f"expected {who} to send a system prompt {wanted}".rstrip(), bad or chats)
+
+    def assert_tool_sent(self, name: str) -> None:
+        """Some call offered the model a tool (function) called ``name``."""
+        __tracebackhide__ = True
+        if not any(name in c.tools for c in self):
+            sent = sorted({t for c in self for t in c.tools})
+            self._fail(
+                f"expected a call offering the tool {name!r}; tools offered: "
+                f"{', '.join(sent) if sent else 'none'}"
+            )
 
     def assert_max_tokens(self, limit: int) -> None:
         """No answer was longer than ``limit`` tokens."""

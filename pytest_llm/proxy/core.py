@@ -202,6 +202,7 @@ class LLMProxy:
             done_reason=completion.done_reason,
             cached=completion.cached,
             model_identity=identity,
+            tool_calls=tuple(completion.metadata.get("tool_calls") or ()),
         )
         self._ended(call, completion)
         return completion

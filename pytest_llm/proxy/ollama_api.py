@@ -6,11 +6,13 @@ out when zero, as Ollama does. ``options`` other than ``temperature``, ``seed`` 
 ``num_predict`` travel in the request's ``options`` (sent upstream, part of the cassette
 key). ``/api/generate`` is asked upstream as a chat (system and prompt as messages), so
 what only a raw completion has (``raw``, ``template``, ``suffix``, ``context``) is refused
-with a 400, as are ``tools`` and ``think``.
+with a 400, as is ``think``. ``tools`` go upstream; the model's tool calls come back in
+the message's ``tool_calls``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ from ._wire import (
     number_field,
     refuse,
     text_field,
+    tool_calls,
 )
 from .core import Incoming, status_of
 
@@ -39,12 +42,13 @@ __all__ = ["ROUTES", "VERSION", "error_body", "stream_error"]
 #: What ``/api/version`` answers (clients compare it to enable features).
 VERSION = "0.12.0"
 _NS_PER_MS = 1_000_000
-_CHAT_FIELDS = frozenset({"model", "messages", "stream", "format", "options", "keep_alive"})
+_CHAT_FIELDS = frozenset(
+    {"model", "messages", "stream", "format", "options", "keep_alive", "tools"}
+)
 _GENERATE_FIELDS = frozenset(
     {"model", "prompt", "system", "images", "stream", "format", "options", "keep_alive"}
 )
 _REFUSED = {
-    "tools": "the answer's tool calls are not relayed yet; test tool use through llm.chat",
     "think": "thinking is not relayed",
     "raw": "generate is asked upstream as a chat, so a raw prompt cannot be kept",
     "template": "generate is asked upstream as a chat, so a template cannot be applied",
@@ -106,11 +110,31 @@ def _incoming(
         seed=int_field(options, "seed"),
         max_tokens=int_field(options, "num_predict", low=1),
         keep_alive=keep_alive,
-        options={
-            k: v for k, v in options.items() if k not in ("temperature", "seed", "num_predict")
-        },
+        options=_options(options, body.get("tools")),
         parameters={k: v for k, v in body.items() if k not in ("model", "messages", "prompt")},
     )
+
+
+def _options(options: Mapping[str, Any], tools: Any) -> dict[str, Any]:
+    """The request's other options, and its ``tools`` (which the backends send as such)."""
+    rest = {k: v for k, v in options.items() if k not in ("temperature", "seed", "num_predict")}
+    if tools:
+        if not isinstance(tools, list):
+            raise bad_request(f"the field 'tools' must be a list of tools, got {tools!r}")
+        rest["tools"] = tools
+    return rest
+
+
+def _tool_calls(completion: Completion) -> list[dict[str, Any]]:
+    """The answer's tool calls in Ollama's shape (arguments as an object)."""
+    calls = []
+    for call in tool_calls(completion):
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):  # not JSON: given as it is
+                arguments = json.loads(arguments or "{}")
+        calls.append({"function": {"name": call.get("name", ""), "arguments": arguments}})
+    return calls
 
 
 def _metrics(completion: Completion) -> dict[str, Any]:
@@ -119,8 +143,9 @@ def _metrics(completion: Completion) -> dict[str, Any]:
     ttft = completion.ttft_ms or 0.0
     prompt_ms = meta.get("prompt_eval_ms", ttft)
     eval_ms = meta.get("eval_ms", max(completion.duration_ms - ttft, 0.0))
+    reason = completion.done_reason or "stop"
     figures = {
-        "done_reason": completion.done_reason or "stop",
+        "done_reason": "stop" if reason == "tool_calls" else reason,
         "total_duration": int(meta.get("server_total_ms", completion.duration_ms) * _NS_PER_MS),
         "load_duration": int(completion.load_ms * _NS_PER_MS),
         "prompt_eval_count": completion.tokens_in,
@@ -133,6 +158,7 @@ def _metrics(completion: Completion) -> dict[str, Any]:
 
 class _Chat:
     content_type = "application/x-ndjson"
+    chat = True  # the answer is a message (which may call tools)
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -144,20 +170,24 @@ class _Chat:
         return _line({"model": self.model, "created_at": _now(), **self._text(text), "done": False})
 
     def last(self, completion: Completion) -> bytes:
-        return _line(self.whole(completion, text=""))
+        calls = _tool_calls(completion) if self.chat else []
+        head = {"model": self.model, "created_at": _now()}
+        message = {"role": "assistant", "content": "", "tool_calls": calls}
+        called = _line({**head, "message": message, "done": False}) if calls else b""
+        return called + _line(self.whole(completion, text=""))
 
     def whole(self, completion: Completion, text: str | None = None) -> dict[str, Any]:
         content = completion.content if text is None else text
-        return {
-            "model": self.model,
-            "created_at": _now(),
-            **self._text(content),
-            "done": True,
-            **_metrics(completion),
-        }
+        answer = {"model": self.model, "created_at": _now(), **self._text(content)}
+        calls = _tool_calls(completion) if self.chat and text is None else []
+        if calls:
+            answer["message"]["tool_calls"] = calls
+        return {**answer, "done": True, **_metrics(completion)}
 
 
 class _Generate(_Chat):
+    chat = False
+
     def _text(self, text: str) -> dict[str, Any]:
         return {"response": text}
 

@@ -4,9 +4,10 @@
 A request becomes an :class:`~pytest_llm.proxy.core.Incoming`: ``response_format`` is the
 project's ``format`` (``json_object`` → ``"json"``, ``json_schema`` → its schema), the
 settings ``ChatRequest`` has no field for (``top_p``, ``stop``, ``presence_penalty``,
-``user`` ...) travel in ``options`` (sent upstream and part of the cassette key), and what
-the answer could not carry (tool calls, several choices, log-probabilities, audio) is
-refused with a 400 naming the field.
+``user``, ``tools`` ...) travel in ``options`` (sent upstream and part of the cassette
+key); the answer's tool calls come back as ``tool_calls``; what it could not carry (several
+choices, log-probabilities, audio, legacy ``functions``) is refused with a 400 naming the
+field.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ._wire import (
     number_field,
     refuse,
     text_field,
+    tool_calls,
 )
 from .core import Incoming, status_of
 
@@ -46,9 +48,8 @@ _READ = frozenset(
     }
 )  # fmt: skip
 _REFUSED = {
-    "tools": "the answer's tool calls are not relayed yet; test tool use through llm.chat",
-    "functions": "the answer's function calls are not relayed",
-    "function_call": "the answer's function calls are not relayed",
+    "functions": "the legacy function calls are not relayed: send tools",
+    "function_call": "the legacy function calls are not relayed: send tool_choice",
     "logprobs": "log-probabilities are not recorded",
     "top_logprobs": "log-probabilities are not recorded",
     "audio": "audio answers are not recorded",
@@ -121,6 +122,28 @@ def _format(value: Any) -> str | dict[str, Any] | None:
     )
 
 
+def _tool_calls(completion: Completion) -> list[dict[str, Any]]:
+    """The answer's tool calls in OpenAI's shape (arguments as JSON text)."""
+    return [
+        {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {
+                "name": call.get("name", ""),
+                "arguments": arguments
+                if isinstance(arguments := call.get("arguments", {}), str)
+                else json.dumps(arguments, ensure_ascii=False),
+            },
+        }
+        for i, call in enumerate(tool_calls(completion))
+    ]
+
+
+def _finish(completion: Completion) -> str:
+    reason = completion.done_reason or "stop"
+    return "tool_calls" if reason == "stop" and tool_calls(completion) else reason
+
+
 def _usage(completion: Completion) -> dict[str, int]:
     return {
         "prompt_tokens": completion.tokens_in,
@@ -161,13 +184,26 @@ class _Chat:
         return self._chunk({"index": 0, "delta": delta, "finish_reason": None})
 
     def last(self, completion: Completion) -> bytes:
-        reason = completion.done_reason or "stop"
-        data = self._chunk({"index": 0, "delta": {}, "finish_reason": reason})
+        data = b""
+        calls = _tool_calls(completion)
+        if calls:
+            delta: dict[str, Any] = {
+                "tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]
+            }
+            if self._first:
+                delta = {"role": "assistant", "content": None, **delta}
+            data += self._chunk({"index": 0, "delta": delta, "finish_reason": None})
+        data += self._chunk({"index": 0, "delta": {}, "finish_reason": _finish(completion)})
         if self.usage:
             data += self._chunk({}, usage=_usage(completion))
         return data + b"data: [DONE]\n\n"
 
     def whole(self, completion: Completion) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": completion.content}
+        calls = _tool_calls(completion)
+        if calls:
+            message = {"role": "assistant", "content": completion.content or None}
+            message["tool_calls"] = calls
         return {
             "id": self.id,
             "object": self._object,
@@ -176,8 +212,8 @@ class _Chat:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": completion.content},
-                    "finish_reason": completion.done_reason or "stop",
+                    "message": message,
+                    "finish_reason": _finish(completion),
                     "logprobs": None,
                 }
             ],

@@ -97,6 +97,10 @@ class Reply:
     drip: float | None = None
     endless_after: int | None = None
     retry_after: float | str | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    """Tools the model calls, each ``{"name": ..., "arguments": {...}}``, sent after the
+    content (Ollama: a chunk whose message has ``tool_calls``; ``/v1``: a delta with
+    ``tool_calls`` and ``finish_reason`` ``"tool_calls"``)."""
 
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:

@@ -292,6 +292,13 @@ def _run(
         "eval_count": tokens_out,
         "eval_duration": ended - first_at if first_at is not None else 0,
     }
+    calls = [
+        {"function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls
+    ]
+    if stream and calls and chat:
+        chunk = _message(model, chat=chat, content="", thinking=None, done=False)
+        chunk["message"]["tool_calls"] = calls
+        h.stream_line(chunk)
     if stream:
         final = _message(model, chat=chat, content="", thinking=None, done=True)
     else:
@@ -302,6 +309,8 @@ def _run(
             thinking="".join(thinking_text) or None,
             done=True,
         )
+    if calls and chat and not stream:
+        final["message"]["tool_calls"] = calls
     final["done_reason"] = the_plan.done_reason
     if not chat:
         final["context"] = list(range(1, tokens_in + tokens_out + 1))

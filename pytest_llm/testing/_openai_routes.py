@@ -6,7 +6,9 @@ under ``/v1``); ``ROUTES`` maps ``(METHOD, path)`` to each route. Standard libra
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from ._engine import (
     RecordedRequest,
@@ -114,15 +116,26 @@ def _run(h: Handler, request: RecordedRequest, reply: Reply, model: str) -> None
         "completion_tokens": tokens_out,
         "total_tokens": tokens_in + tokens_out,
     }
+    calls = [
+        {"id": f"call_{i}", "type": "function",
+         "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+        for i, c in enumerate(reply.tool_calls)
+    ]  # fmt: skip
+    reason = "tool_calls" if calls and the_plan.done_reason == "stop" else the_plan.done_reason
     if not stream:
-        message = {"role": "assistant", "content": "".join(text["content"])}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text["content"])}
         if text["thinking"]:
             message["reasoning"] = "".join(text["thinking"])
-        choice = {"index": 0, "message": message, "finish_reason": the_plan.done_reason}
+        if calls:
+            message["tool_calls"] = calls
+        choice = {"index": 0, "message": message, "finish_reason": reason}
         h.send_json(200, {**head, "choices": [choice], "usage": usage})
         return
+    if calls:
+        called = {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}
+        h.stream_event({**head, "choices": [{"index": 0, "delta": called, "finish_reason": None}]})
     last = {"index": 0, "delta": {"role": "assistant", "content": ""}}
-    h.stream_event({**head, "choices": [{**last, "finish_reason": the_plan.done_reason}]})
+    h.stream_event({**head, "choices": [{**last, "finish_reason": reason}]})
     if with_usage:
         h.stream_event({**head, "choices": [], "usage": usage})
     h.stream_event("[DONE]")
