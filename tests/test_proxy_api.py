@@ -293,3 +293,14 @@ def test_concurrent_calls_of_one_test_are_recorded_and_replayed(
     with proxied(server, fake.url, tmp_path, "none") as replay:
         assert ask(replay) == [f"N {i}" for i in range(6)]
     assert len(replay.calls) == 6 and all(c.cached for c in replay.calls)
+
+
+def test_an_empty_answer_streams_as_one_with_its_role(server: ProxyServer, tmp_path: Path) -> None:
+    with FakeOllama("") as fake, proxied(server, fake.url, tmp_path, "off"):  # noqa: SIM117
+        with openai.OpenAI(timeout=5, max_retries=0) as client:
+            events = client.chat.completions.stream(model="llama3.2", messages=QUESTION)
+            with events as stream:
+                final = stream.get_final_completion()
+    assert final.choices[0].message.role == "assistant"
+    assert final.choices[0].message.content in ("", None)
+    assert final.choices[0].finish_reason == "stop"

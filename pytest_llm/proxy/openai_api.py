@@ -192,8 +192,11 @@ class _Chat:
             }
             if self._first:
                 delta = {"role": "assistant", "content": None, **delta}
+                self._first = False
             data += self._chunk({"index": 0, "delta": delta, "finish_reason": None})
-        data += self._chunk({"index": 0, "delta": {}, "finish_reason": _finish(completion)})
+        last: dict[str, Any] = {"role": "assistant", "content": ""} if self._first else {}
+        self._first = False
+        data += self._chunk({"index": 0, "delta": last, "finish_reason": _finish(completion)})
         if self.usage:
             data += self._chunk({}, usage=_usage(completion))
         return data + b"data: [DONE]\n\n"
