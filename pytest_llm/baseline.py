@@ -277,6 +277,8 @@ def _ladder_moves(
         rungs = entry.get("rungs") or []
         if is_now is None and rungs and all(r.get("outcome") == "flagged" for r in rungs):
             continue  # flagged on every model: a flag, gated as flags are (fail_on_new_flags)
+        if rungs and len(rungs) < len(rungs[0].get("ladder") or ()):
+            continue  # part of its ladder ran (a shard, -k): not run, as other tests are
         if rank(is_now) > rank(was):
             up.append(
                 Regression(

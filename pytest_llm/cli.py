@@ -6,7 +6,9 @@
     python -m pytest_llm gate REPORT.json --baseline main.json [limits] [outputs]
     python -m pytest_llm render REPORT.json [--baseline main.json [limits]] [outputs]
 
-``merge`` joins the reports of a suite's shards (:mod:`pytest_llm.report.merge`). ``gate`` is
+``merge`` joins the reports of a suite's shards (:mod:`pytest_llm.report.merge`) and exits
+as one run of the whole suite would have: 1 when a test failed (a ladder test judged over
+every shard's rungs). ``gate`` is
 the baseline gate of ``--llm-baseline`` (:func:`pytest_llm.baseline.compare`, with the
 same limits under the same option names) on a finished report: it prints the ``llm
 summary`` section and exits 1 when the gate fails. ``render`` writes the HTML report and
@@ -14,8 +16,8 @@ the Markdown step summary from a report alone. Outputs (``--html``, ``--markdown
 written atomically and never over an input; ``--step-summary`` appends the Markdown to
 ``$GITHUB_STEP_SUMMARY``.
 
-Exit status: 0 done (gate passed), 1 the gate failed, 2 a usage error or a bad input,
-said in one line.
+Exit status: 0 done (the run passed, the gate passed), 1 the run (``merge``) or the gate
+(``gate``) failed, 2 a usage error or a bad input, said in one line.
 """
 
 from __future__ import annotations
@@ -69,9 +71,11 @@ def _parser() -> _Parser:
     merge = commands.add_parser(
         "merge",
         prog=f"{PROG} merge",
-        help="merge the reports of a suite's shards into the report of one run",
+        help="merge the reports of a suite's shards into the report of one run; exit 1 "
+        "when that run failed",
         description="Merge the --llm-report files of a suite's shards into one report whose "
-        "figures are those of one run of the whole suite.",
+        "figures are those of one run of the whole suite; exit 1 when that run failed (a "
+        "test failed or errored, or passes on no model of its ladder).",
     )
     merge.add_argument("shards", nargs="+", type=Path, metavar="SHARD.json")
     merge.add_argument(
@@ -183,7 +187,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 def _merge(args: argparse.Namespace) -> int:
     from .report import outcome_counts
-    from .report.merge import load_shards, merge_reports
+    from .report.merge import load_shards, merge_reports, run_failures
 
     _not_an_input(args.output, args.shards, "-o")
     doc = merge_reports(load_shards(args.shards))
@@ -195,7 +199,10 @@ def _merge(args: argparse.Namespace) -> int:
         f"merged {len(args.shards)} shard reports into {args.output}: {totals['tests']} tests "
         f"({outcome_counts(totals)}), {totals['calls']} calls"
     )
-    return OK
+    failures = run_failures(doc)
+    for reason in failures:
+        print(f"the run FAILED: {reason}")
+    return GATE_FAILED if failures else OK
 
 
 def _gate(args: argparse.Namespace) -> int:

@@ -77,6 +77,9 @@ class LadderOptions:
     strict: bool = False
     order: str = "given"
     """``given``, or ``size``: by parameter count from the server, quantisation breaking ties."""
+    sharded: bool = False
+    """The run is one group of pytest-split (``--splits``): a test's other rungs may run in
+    other shards, so a test this shard ran only some rungs of is judged by the merge."""
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> LadderOptions:
@@ -94,6 +97,7 @@ class LadderOptions:
             require=config.getoption("llm_ladder_require") or None,
             strict=bool(config.getoption("llm_ladder_strict")),
             order=order,
+            sharded=(getattr(config.option, "splits", None) or 0) > 1,
         )
 
     def counts(self, model: str) -> bool:
@@ -249,12 +253,15 @@ class LadderSession:
         return dict(sorted(out.items()))
 
     def unpassed(self) -> list[str]:
-        """Tests that passed on no model of their ladder (they fail the run)."""
+        """Tests that passed on no model of their ladder (they fail the run). In a shard, a
+        test whose other rungs ran elsewhere is left to the merge of the shards' reports
+        (``python -m pytest_llm merge``), which sees every rung."""
         return [
             test
             for test, rungs in self.tests().items()
             if not any(r.outcome in ("passed", "flagged") for r in rungs)
             and not all(r.outcome == "skipped" for r in rungs)
+            and not (self.options.sharded and len(rungs) < len(rungs[0].ladder))
         ]
 
     def document(self) -> dict[str, Any]:

@@ -35,6 +35,13 @@ def test_scored(llm):
 def test_plain():
     pass
 
+def test_first(llm):
+    llm.chat("count 0 words")
+
+@pytest.mark.llm(models=["small", "llama3.2"])
+def test_ladder(llm):  # its two rungs fall into two shards
+    assert "good" in llm.chat("answer well").content
+
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_param(llm, n):
     llm.chat(f"count {n} words")
@@ -54,12 +61,9 @@ def test_escalates(llm):
 def test_sampled(llm):
     llm.sample("answer well", 4)
 
-@pytest.mark.llm(models=["small", "llama3.2"])
-def test_ladder(llm):
-    assert "good" in llm.chat("answer well").content
 """
 
-TESTS = 11  # test_param x3, test_ladder x2
+TESTS = 12  # test_param x3, test_ladder x2
 SHARDS = 3
 #: The gate must not depend on how loaded this machine is: latency is compared as
 #: distributions below, and the gate is judged on outcomes and scores.
@@ -124,6 +128,9 @@ def make_project(folder: Path, fake: FakeOllama) -> Project:
 @dataclass
 class Runs:
     project: Project
+    whole_exit: int
+    shard_exits: list[int]
+    merge: subprocess.CompletedProcess[str]
     whole: Path
     shards: list[Path]
     merged: Path
@@ -145,8 +152,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, answers: Answers) -> Iterator
         answers.main_was_better = False
         project.pytest("--llm-report=main-same.json")
         whole = project.pytest("--llm-report=whole.json")
-        assert "1 failed, 8 passed, 1 skipped" in whole.stdout, whole.stdout
-        shards = []
+        assert "1 failed, 9 passed, 1 skipped" in whole.stdout, whole.stdout
+        shards, exits = [], []
         for group in range(1, SHARDS + 1):
             report = Path(f"shard-{group}/report.json")  # as download-artifact lays them out
             result = project.pytest(
@@ -154,10 +161,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory, answers: Answers) -> Iterator
             )
             assert f"Running group {group}/{SHARDS}" in result.stdout, result.stdout
             shards.append(report)
+            exits.append(result.returncode)
         merge = project.cli("merge", *shards, "-o", "merged.json")
-        assert merge.returncode == 0, merge.stderr
+        assert merge.stderr == ""
         yield Runs(
             project,
+            whole.returncode,
+            exits,
+            merge,
             Path("whole.json"),
             shards,
             Path("merged.json"),
@@ -184,6 +195,8 @@ def test_three_shards_merge_to_the_figures_of_the_whole_run(runs: Runs) -> None:
     shards = [load(runs, path) for path in runs.shards]
     assert [len(s["tests"]) for s in shards] != [TESTS, 0, 0]  # the split did split
     assert sum(len(s["tests"]) for s in shards) == TESTS
+    rungs = [i for i, s in enumerate(shards) for t in s["tests"] if "test_ladder[" in t["nodeid"]]
+    assert len(set(rungs)) == 2  # the ladder is merged from two shards' parts
 
     assert figures(merged["totals"]) == figures(whole["totals"])
     assert merged["totals"]["tests"] == TESTS and merged["totals"]["failed"] == 2
@@ -223,6 +236,33 @@ def _durations(doc: Mapping[str, Any]) -> dict[str, list[float]]:
                 if attempt.get("rejected") != "transport":
                     found.setdefault(attempt["model"], []).append(attempt["duration_ms"])
     return found
+
+
+def test_the_merge_exits_as_the_whole_run_did_judging_the_ladder_over_every_shard(
+    runs: Runs,
+) -> None:
+    """Shard 1 ran only the failing rung of test_ladder, whose other rung passes in shard 2:
+    the shard passes (the merge judges the ladder); shard 3 fails with test_fails. The
+    merge exits 1 as the whole run did, for test_fails alone."""
+    assert runs.shard_exits == [0, 0, 1]
+    assert (runs.whole_exit, runs.merge.returncode) == (1, 1)
+    assert runs.merge.stdout.splitlines()[1:] == [
+        "the run FAILED: 1 test(s) failed or errored: test_suite.py::test_fails"
+    ]
+    # had the big model failed test_ladder too (in shard 2), the merge would say so
+    doc = load(runs, runs.shards[1])
+    for test in doc["tests"]:
+        if test["nodeid"] == "test_suite.py::test_ladder[llama3.2]":
+            test.update(outcome="failed", rung_failed=True)
+    (rung,) = doc["ladder"]["tests"]["test_suite.py::test_ladder"]["rungs"]
+    rung["outcome"] = "failed"
+    worse = _variant(runs, "shard-2/worse.json", json.dumps(doc))
+    result = runs.project.cli("merge", runs.shards[0], worse, runs.shards[2], "-o", "worse.json")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[1:] == [
+        "the run FAILED: 1 test(s) failed or errored: test_suite.py::test_fails",
+        "the run FAILED: 1 test(s) pass on no model of their ladder: test_suite.py::test_ladder",
+    ]
 
 
 def test_merged_latencies_are_taken_over_every_answer_of_every_shard(runs: Runs) -> None:
@@ -289,7 +329,7 @@ def test_the_html_and_the_step_summary_come_from_the_merged_report_alone(
     for test in load(runs, runs.whole)["tests"]:
         assert test["nodeid"] in html
     markdown = summary.read_text()
-    assert markdown.startswith("\n## pytest-llm: 8 passed, 2 failed, 1 skipped")
+    assert markdown.startswith("\n## pytest-llm: 9 passed, 2 failed, 1 skipped")
     assert "### baseline gate FAILED with 2 regression(s)" in markdown
     assert "### Model ladder" in markdown
 
@@ -460,7 +500,7 @@ def test_shards_on_separate_machines_write_disjoint_files_and_prune_none_of_the_
         (whole.path / "test_suite.py").write_text(SUITE + SNAPSHOTS)
         whole.pytest(*record)
         expected = _files(whole.path)
-        assert len([f for f in expected if f.startswith("cassettes")]) == 13
+        assert len([f for f in expected if f.startswith("cassettes")]) == 14
         assert len([f for f in expected if f.startswith("__snapshots__")]) == 4
 
         written: list[dict[str, bytes]] = []
@@ -496,7 +536,7 @@ def test_shards_on_separate_machines_write_disjoint_files_and_prune_none_of_the_
         assert _files(back) == union
 
         merged = whole.cli("merge", *reports, "-o", "merged.json")
-        assert merged.returncode == 0, merged.stderr
+        assert merged.returncode == 1, merged.stderr  # test_fails failed
         doc = json.loads((whole.path / "merged.json").read_text())
         ids = [w["id"] for w in doc["run"]["workers"]]
         assert ids == ["shard1/gw0", "shard2/gw0", "shard3/gw0"]

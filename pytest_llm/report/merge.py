@@ -43,7 +43,7 @@ from ..errors import ConfigError
 from ..ladder import LadderSession
 from . import SCHEMA, build_report, hosts_down, load_report, worker_rows
 
-__all__ = ["SETTINGS", "Shard", "load_shards", "merge_reports"]
+__all__ = ["SETTINGS", "Shard", "load_shards", "merge_reports", "run_failures"]
 
 #: The base settings every shard must share (``run`` fields): they change what is asked.
 SETTINGS = ("model", "backend", "seed", "dist")
@@ -150,6 +150,35 @@ def merge_reports(shards: Sequence[Shard]) -> dict[str, Any]:
         return build_report(tests, run=run, ladder=ladder)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(_damaged(shards, exc)) from None
+
+
+def run_failures(doc: Mapping[str, Any]) -> list[str]:
+    """Why one run of the suite would have failed, from its report: tests that failed or
+    errored (a failing rung of a test another model passes is forgiven, as in a run), and
+    tests that pass on no model of their ladder. Empty when it would have passed.
+
+    A shard judges only the rungs it ran, so a ladder test split over shards is judged
+    here; the baseline gate is :func:`pytest_llm.baseline.compare`'s."""
+    failed = [
+        t["nodeid"]
+        for t in doc["tests"]
+        if t["outcome"] in ("failed", "error") and not t.get("rung_failed")
+    ]
+    ladder = doc.get("ladder")
+    unpassed = LadderSession.from_documents([ladder]).unpassed() if ladder else []
+    reasons = []
+    if failed:
+        reasons.append(f"{len(failed)} test(s) failed or errored: {_listed(failed)}")
+    if unpassed:
+        reasons.append(
+            f"{len(unpassed)} test(s) pass on no model of their ladder: {_listed(unpassed)}"
+        )
+    return reasons
+
+
+def _listed(ids: Sequence[str]) -> str:
+    more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+    return ", ".join(ids[:_SHOWN]) + more
 
 
 def _run(shard: Shard) -> Mapping[str, Any]:
