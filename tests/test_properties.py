@@ -1,5 +1,6 @@
 """Properties that hold for every input (hypothesis): JSON found in model output, the
-cassette key, and the names of cassette and snapshot files."""
+cassette key, the names of cassette and snapshot files, and the run report merged from
+xdist workers."""
 
 from __future__ import annotations
 
@@ -215,3 +216,158 @@ def test_a_snapshot_file_reads_back_under_its_syrupy_name(name: str, index: int 
             snapshot_location=str(path), snapshot_name=syrupys, session_id=""
         )
         assert data == "kind: text\n---\nanswer\n"
+
+
+# --- report merging across xdist workers ---------------------------------------------------
+
+HOSTS = ("http://gpu1:11434", "http://gpu2:11434")
+DOWN = "http://down:11434"  # refuses every connection: its tests error, it answers nothing
+
+
+class DigestPool:
+    """Stands in for the session's backend pool at the end of a run: a digest per model and
+    host, the same in every process (``skip``: hosts that were down, never asked)."""
+
+    def digests(self, live: dict[str, list[str]], *, skip: Any = ()) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for host, models in live.items():
+            if host not in skip:
+                for model in models:
+                    found.setdefault(model, {})[host] = f"sha-{model}@{host}"
+        return found
+
+
+calls = st.lists(
+    st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["small", "big"]),
+            "success": st.booleans(),
+            "tokens_in": st.integers(0, 50),
+            "tokens_out": st.integers(0, 50),
+            "duration_ms": st.floats(0, 500, allow_nan=False).map(lambda v: round(v, 1)),
+            "ttft_ms": st.none() | st.floats(0, 100).map(lambda v: round(v, 1)),
+            "retries": st.integers(0, 2),
+            "attempts": st.integers(1, 3),
+            "cached": st.booleans(),
+        }
+    ),
+    max_size=3,
+)
+test_specs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "host": st.sampled_from([*HOSTS, DOWN]),
+            "model": st.sampled_from(["small", "big"]),
+            "outcome": st.sampled_from(["passed", "failed", "setup-error"]),
+            "calls": calls,
+            "duration": st.floats(0, 5, allow_nan=False).map(lambda v: round(v, 3)),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def phase_reports(index: int, spec: dict[str, Any], worker: str | None) -> list[Any]:
+    """The setup, call and teardown reports of one test, as the plugin makes them (a test
+    on the down host errors at setup with BackendUnreachable and asked nothing)."""
+    nodeid = f"test_m.py::test_{index}"
+    down = spec["host"] == DOWN
+    error = {"type": "BackendUnreachable", "host": DOWN, "message": "nothing answers at down"}
+    setup_failed = down or spec["outcome"] == "setup-error"
+    reports = []
+    for when in ("setup", "call", "teardown"):
+        if when == "call" and setup_failed:
+            continue
+        failed = (when == "setup" and setup_failed) or (
+            when == "call" and spec["outcome"] == "failed"
+        )
+        calls = [] if down or setup_failed else spec["calls"]
+        report = pytest.TestReport(
+            nodeid=nodeid,
+            location=("test_m.py", index, f"test_{index}"),
+            keywords={},
+            outcome="failed" if failed else "passed",
+            longrepr="boom" if failed else None,
+            when=when,
+            duration=spec["duration"] if when == "call" else 0.0,
+            user_properties=[("llm", json.dumps(calls))] if when == "teardown" else [],
+        )
+        report.llm_host = spec["host"]  # type: ignore[attr-defined]
+        report.llm_model = spec["model"]  # type: ignore[attr-defined]
+        if down and when == "setup":
+            report.llm_error = error  # type: ignore[attr-defined]
+        if worker is not None:
+            report.worker_id = worker  # type: ignore[attr-defined]
+        reports.append(report)
+    return reports
+
+
+def recorder(worker: str | None) -> Any:
+    from pytest_llm.config import HarnessConfig
+    from pytest_llm.report import Recorder, ReportOptions
+
+    return Recorder(
+        options=ReportOptions(report=Path("unused.json")),
+        settings=HarnessConfig(host=HOSTS[0]),
+        hosts=[HOSTS[0]],
+        pool=cast(Any, DigestPool()),
+        worker_id=worker,
+        dist="load" if worker else None,
+    )
+
+
+def comparable(doc: Any) -> dict[str, Any]:
+    """A report document without what tells one run from another (times, which worker ran
+    what, the order tests ended in)."""
+    tests = sorted(
+        ({k: v for k, v in test.items() if k != "worker"} for test in doc["tests"]),
+        key=lambda test: test["nodeid"],
+    )
+    run = {k: v for k, v in doc["run"].items() if k not in ("wall_s", "workers", "dist")}
+    run["hosts_down"] = {
+        host: {k: v for k, v in entry.items() if k != "workers"}
+        for host, entry in run["hosts_down"].items()
+    }
+    return {"run": run, "totals": {**doc["totals"], "wall_s": 0}, "models": doc["models"],
+            "tests": tests}  # fmt: skip
+
+
+@PROPERTY
+@given(test_specs, st.data())
+def test_merging_workers_gives_the_report_of_one_process(
+    specs: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    one = recorder(None)
+    for index, spec in enumerate(specs):
+        for report in phase_reports(index, spec, None):
+            one.pytest_runtest_logreport(report)
+    alone = one.finish()
+
+    # the same tests spread over workers, each test's reports in order, the workers' reports
+    # interleaved in any order, and the workers' outputs merged in any order
+    workers = data.draw(st.integers(1, 4), label="workers")
+    where = data.draw(
+        st.lists(st.integers(0, workers - 1), min_size=len(specs), max_size=len(specs)),
+        label="worker of each test",
+    )
+    queues = [
+        [report for index in range(len(specs)) if where[index] == w
+         for report in phase_reports(index, specs[index], f"gw{w}")]
+        for w in range(workers)
+    ]  # fmt: skip
+    controller = recorder(None)
+    locals_ = [recorder(f"gw{w}") for w in range(workers)]
+    while any(queues):
+        w = data.draw(st.sampled_from([w for w in range(workers) if queues[w]]), label="next")
+        report = queues[w].pop(0)
+        locals_[w].pytest_runtest_logreport(report)  # the worker sees it ...
+        controller.pytest_runtest_logreport(report)  # ... and the controller, from xdist
+    outputs = [worker.worker_output() for worker in locals_]
+    for output in data.draw(st.permutations(outputs), label="order of the workers' ends"):
+        controller.add_worker(output)
+    merged = controller.finish()
+
+    assert comparable(merged) == comparable(alone)
+    assert {w["id"] for w in merged["run"]["workers"]} == {f"gw{w}" for w in range(workers)}
+    assert sum(w["tests"] for w in merged["run"]["workers"]) == alone["totals"]["tests"]
