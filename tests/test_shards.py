@@ -428,7 +428,7 @@ def test_a_report_of_another_schema_version_is_an_error(runs: Runs) -> None:
     assert "(schema 'pytest-llm-report/0'" in first
 
 
-@pytest.mark.parametrize("damage", ["truncated", "no llm records", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "no llm records", "a worker without id", "empty"])
 def test_a_damaged_shard_is_an_error_naming_the_file(runs: Runs, damage: str) -> None:
     text = (runs.project.path / runs.shards[1]).read_text()
     if damage == "truncated":  # a killed upload, a disk full
@@ -438,14 +438,19 @@ def test_a_damaged_shard_is_an_error_naming_the_file(runs: Runs, damage: str) ->
         for test in doc["tests"]:
             del test["llm"]
         broken = json.dumps(doc)
+    elif damage == "a worker without id":
+        doc = json.loads(text)
+        doc["run"]["workers"] = [{"host": "http://gpu1:11434"}]
+        broken = json.dumps(doc)
     else:
         broken = ""
     path = _variant(runs, "broken.json", broken)
     first = merge_error(runs, runs.shards[0], path, runs.shards[2])
-    if damage == "no llm records":
+    if damage in ("no llm records", "a worker without id"):
+        field = "llm" if damage == "no llm records" else "id"
         assert first == (
-            "pytest-llm: error: shard 'broken.json' is damaged: a record lacks the field "
-            "'llm'; write it again with --llm-report"
+            f"pytest-llm: error: shard 'broken.json' is damaged: a record lacks the field "
+            f"{field!r}; write it again with --llm-report"
         )
     else:
         assert first.startswith(

@@ -94,6 +94,17 @@ def merge_reports(shards: Sequence[Shard]) -> dict[str, Any]:
     """One report document for the run the shards make up; see the module docstring."""
     if not shards:
         raise ConfigError("no shard reports given: pass the --llm-report file of every shard")
+    try:
+        return _merge(shards)
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ConfigError(_damaged(shards, exc)) from None
+
+
+def _merge(shards: Sequence[Shard], *, whole: bool = True) -> dict[str, Any]:
+    """:func:`merge_reports`; ``whole=False`` leaves out the checks between shards (to find
+    which shard's records are damaged)."""
     schema = _same("schema", [(s, s.doc.get("schema")) for s in shards])
     if schema != SCHEMA:  # an older report the gate still reads: its records may lack fields
         raise ConfigError(
@@ -106,8 +117,9 @@ def merge_reports(shards: Sequence[Shard]) -> dict[str, Any]:
     )
     for name in SETTINGS:
         _same(f"run.{name}", [(s, _run(s).get(name)) for s in shards])
-    _no_overlap(shards)
-    _every_group(shards)
+    if whole:
+        _no_overlap(shards)
+        _every_group(shards)
     tests: list[dict[str, Any]] = []
     hosts: dict[str, str] = {}  # worker -> its host (run.workers)
     for number, shard in enumerate(shards, 1):
@@ -142,14 +154,11 @@ def merge_reports(shards: Sequence[Shard]) -> dict[str, Any]:
         }
         for n, shard in enumerate(shards, 1)
     ]
-    try:
-        run["hosts_down"] = hosts_down(tests)
-        run["workers"] = worker_rows(tests, hosts)
-        ladders = [s.doc["ladder"] for s in shards if s.doc.get("ladder")]
-        ladder = LadderSession.from_documents(ladders).document() if ladders else None
-        return build_report(tests, run=run, ladder=ladder)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(_damaged(shards, exc)) from None
+    run["hosts_down"] = hosts_down(tests)
+    run["workers"] = worker_rows(tests, hosts)
+    ladders = [s.doc["ladder"] for s in shards if s.doc.get("ladder")]
+    ladder = LadderSession.from_documents(ladders).document() if ladders else None
+    return build_report(tests, run=run, ladder=ladder)
 
 
 def run_failures(doc: Mapping[str, Any]) -> list[str]:
@@ -263,8 +272,10 @@ def _damaged(shards: Sequence[Shard], exc: BaseException) -> str:
     """Which shard's records the figures could not be computed from, and what was wrong."""
     for shard in shards:
         try:
-            build_report(shard.doc["tests"], run=_run(shard))
-        except (KeyError, TypeError, ValueError, AttributeError) as own:
+            _merge([shard], whole=False)
+        except ConfigError:
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as own:
             return (
                 f"shard {shard.source!r} is damaged: {_what(own)}; write it again with --llm-report"
             )
