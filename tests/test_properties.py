@@ -224,9 +224,21 @@ HOSTS = ("http://gpu1:11434", "http://gpu2:11434")
 DOWN = "http://down:11434"  # refuses every connection: its tests error, it answers nothing
 
 
+class DigestBackend:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def digest(self, model: str) -> str:
+        return f"sha-{model}@{self.host}"
+
+
 class DigestPool:
     """Stands in for the session's backend pool at the end of a run: a digest per model and
-    host, the same in every process (``skip``: hosts that were down, never asked)."""
+    host, the same in every process (``skip``: hosts that were down, never asked), whether
+    the recorder asks it (``digests``) or its backends (``backends``)."""
+
+    def backends(self) -> list[DigestBackend]:
+        return [DigestBackend(host) for host in (*HOSTS, DOWN)]
 
     def digests(self, live: dict[str, list[str]], *, skip: Any = ()) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
