@@ -2,19 +2,23 @@
 
 One loop serves every entry point (``chat``, ``map`` and what builds on them);
 ``map`` runs it on a thread pool, which suits HTTP-bound calls and keeps a
-single, synchronous code path.
+single, synchronous code path. The awaitable twins (``achat``, ``amap``, ``asample``,
+``aevaluate``) run that same loop in a worker thread (``anyio.to_thread``), so an async
+test's event loop keeps running while a call waits on its server, with no second copy
+of the loop to keep in step.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
@@ -35,6 +39,7 @@ from .errors import (
     ScoreTooLow,
 )
 from .messages import build_messages
+from .observer import Observer
 from .pacing import pause_seconds, scope_for
 from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
@@ -46,6 +51,7 @@ __all__ = ["Harness", "Prompt"]
 
 Prompt = str | Sequence[Mapping[str, Any]]
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 _SHOWN_OUTPUT = 300
 #: No attempt starts with less time than this left of its call (it could only time out).
@@ -82,6 +88,24 @@ class _Progress:
     """When the current attempt (or pause) began (``perf_counter``)."""
 
 
+def _awaitable(method: Callable[_P, _T]) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """The awaitable twin of ``method``: the same call in a worker thread, under asyncio or
+    trio (anyio), carrying the caller's context (the active harness, the call's deadline).
+
+    A cancelled task waits for its call to end, which ``timeout_seconds`` bounds, so a
+    thread never outlives its call's budget and no answer is half-recorded."""
+
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        __tracebackhide__ = True
+        from anyio import to_thread
+
+        return await to_thread.run_sync(functools.partial(method, *args, **kwargs))
+
+    run.__name__ = run.__qualname__ = f"a{method.__name__}"
+    run.__doc__ = f"``await``-able :meth:`{method.__name__}`, with the same arguments and result."
+    return run
+
+
 class Harness:
     """Calls a model for a test and returns structured, validated results.
 
@@ -94,12 +118,8 @@ class Harness:
         config: HarnessConfig | None = None,
         *,
         backend: Backend | Callable[[HarnessConfig], Backend] | None = None,
-        on_result: Callable[[LLMResult], None] | None = None,
-        on_score: Callable[..., None] | None = None,
-        on_sample: Callable[[SampleResult], None] | None = None,
+        observer: Observer | None = None,
         embeddings: EmbeddingCache | None = None,
-        on_dataset: Callable[[DatasetResult], None] | None = None,
-        select_cases: Callable[[list[Case]], list[Case]] | None = None,
     ) -> None:
         self.config = config or HarnessConfig()
         self._own_pool: BackendPool | None = None
@@ -112,11 +132,7 @@ class Harness:
         else:
             fixed: Backend = backend
             self._backend_for = lambda c: fixed
-        self._on_result = on_result
-        self._on_score = on_score
-        self._on_sample = on_sample
-        self._on_dataset = on_dataset
-        self._select_cases = select_cases
+        self._observer = observer or Observer()
         self._embeddings = embeddings or EmbeddingCache()
 
     # --- public API ----------------------------------------------------------------------
@@ -219,8 +235,7 @@ class Harness:
             if all(isinstance(c, Case) for c in loaded)
             else load_cases(loaded)
         )
-        if self._select_cases is not None:
-            selected = self._select_cases(selected)
+        selected = self._observer.select_cases(selected)
         calls = [
             self._prepare(render_prompt(prompt, c), system, schema, check, scorer, model, options)
             for c in selected
@@ -256,8 +271,7 @@ class Harness:
         outcome = DatasetResult(
             cases=judged, min_accuracy=cfg.min_accuracy, labelled=expected is not None
         )
-        if self._on_dataset is not None:
-            self._on_dataset(outcome)
+        self._observer.on_dataset(outcome)
         if not outcome.passed:
             error = AccuracyTooLow(outcome.report())
             error.result = outcome
@@ -326,8 +340,7 @@ class Harness:
             stop_early=stop_early,
         )
         outcome = SampleResult(samples=tuple(samples), n=count, min_pass_rate=cfg.min_pass_rate)
-        if self._on_sample is not None:
-            self._on_sample(outcome)
+        self._observer.on_sample(outcome)
         if not outcome.passed:
             error = PassRateTooLow(_sampling_report(first, outcome))
             error.result = outcome
@@ -380,6 +393,11 @@ class Harness:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    achat = _awaitable(chat)
+    amap = _awaitable(map)
+    asample = _awaitable(sample)
+    aevaluate = _awaitable(evaluate)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -586,23 +604,17 @@ class Harness:
         harness = self if config is self.config else self._derive(config)
         with activated(harness):
             score = run_scorer(scorer, result, threshold)
-        if self._on_score is not None:
-            if attempt:
-                rejected = not score.passed and score.threshold is not None
-                self._on_score(score, result, attempt="rejected" if rejected else "accepted")
-            else:
-                self._on_score(score, result)
+        if attempt:
+            rejected = not score.passed and score.threshold is not None
+            self._observer.on_score(score, result, "rejected" if rejected else "accepted")
+        else:
+            self._observer.on_score(score, result)
         return score
 
     def _derive(self, config: HarnessConfig) -> Harness:
-        """A harness for ``config`` sharing this one's servers, cache and report callbacks."""
+        """A harness for ``config`` sharing this one's servers, cache and observer."""
         return Harness(
-            config,
-            backend=self._backend_for,
-            on_result=self._on_result,
-            on_score=self._on_score,
-            on_sample=self._on_sample,
-            embeddings=self._embeddings,
+            config, backend=self._backend_for, observer=self._observer, embeddings=self._embeddings
         )
 
     def _sample_once(self, call: _Call) -> Sample:
@@ -615,8 +627,7 @@ class Harness:
             return Sample(index=index, result=result, passed=False, reason=reason)
 
     def _report(self, result: LLMResult) -> None:
-        if self._on_result is not None:
-            self._on_result(result)
+        self._observer.on_result(result)
 
     def _failure(self, call: _Call, attempts: list[Attempt], route: list[str]) -> QualityFailure:
         last = attempts[-1]  # a rejected answer: transport faults end the loop by raising

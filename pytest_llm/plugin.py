@@ -7,71 +7,45 @@ and ``jsonschema`` load only when a test first calls a model.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from .backends import Backend, BackendPool
-from .backends.registry import kind as backend_kind
-from .cassettes import MODES, Cassette, CassetteSettings, CassetteSummary
+from .backends import Backend
+from .cassettes import MODES, Cassette, CassetteSummary
 from .cassettes import PROPERTY as CASSETTE_PROPERTY
 from .config import (
-    DEFAULT_HOST,
     OPTION_FIELDS,
     HarnessConfig,
-    coerce,
     config_field_names,
-    from_environment,
-    host_cooldown,
-    parse_pool,
     public_host,
-    resolve,
 )
 from .dataset_hooks import DatasetSummary, case_report, report_cases, select_cases
-from .datasets import PROPERTY as DATASET_PROPERTY
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .flags import flag_reason
 from .harness import Harness
 from .junit import JUnitErrors
-from .ladder import (
-    LADDER_KEYS,
-    RUNG_FIXTURE,
-    LadderOptions,
-    LadderSession,
-    call_settings,
-    ladder_of,
-)
+from .ladder import LADDER_KEYS, RUNG_FIXTURE, call_settings, ladder_of
 from .ladder import PROPERTY as LADDER_PROPERTY
-from .report import Recorder, ReportOptions, error_info, selects_part
-from .result import LLMResult
-from .sampling import PROPERTY as SAMPLES_PROPERTY
+from .observer import PROPERTIES, TestObserver
+from .report import error_info, selects_part
 from .sampling import ignored_settings
-from .scorers import EmbeddingCache
-from .scoring import Score, activated
-from .timeout_guard import TimeoutGuard
+from .scoring import activated
+from .session import SESSION_KEY, LLMSession, session_of
 from .transcript import SECTION, LiveLog, transcript
-from .xdist import XdistHooks, slot_share, worker_id
+from .xdist import XdistHooks, worker_id
 
-SETTINGS_KEY = pytest.StashKey[Mapping[str, Any]]()
-POOL_KEY = pytest.StashKey[BackendPool]()
+#: The resolved settings of an item's ``llm_config`` (the run report names its host).
 ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
-CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
-EMBEDDINGS_KEY = pytest.StashKey[EmbeddingCache]()
-HOSTS_KEY = pytest.StashKey[tuple[str, ...]]()
-RECORDER_KEY = pytest.StashKey[Recorder]()
-LADDER_KEY = pytest.StashKey[LadderSession]()
-TIMEOUT_GUARD_KEY = pytest.StashKey[TimeoutGuard]()
+#: The observer of an item's model calls, until its teardown report (the llm calls section).
+OBSERVER_KEY = pytest.StashKey[TestObserver]()
+#: The item's ``llm_proxy`` (a ``pytest_llm.LLMProxy``), whose fault is the test's error.
+PROXY_KEY = pytest.StashKey[Any]()
 #: Set on an item whose setup or call ended in an infrastructure error.
 INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
 #: Whether an item's call passed (its cassette's unused recordings are then known).
 CALL_PASSED_KEY = pytest.StashKey[bool]()
-#: The results of an item's model calls until its teardown report (the llm calls section).
-RESULTS_KEY = pytest.StashKey[list[LLMResult]]()
-#: ``--llm-live``: prints each call as it ends.
-LIVE_KEY = pytest.StashKey[LiveLog]()
-#: The ``user_properties`` the ``llm`` fixture adds: calls, scores, samples, datasets.
-_PROPERTIES = ("llm", "llm_scores", SAMPLES_PROPERTY, DATASET_PROPERTY)
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
@@ -159,68 +133,40 @@ def pytest_configure(config: pytest.Config) -> None:
         + ", ".join(sorted([*config_field_names(), *LADDER_KEYS])),
     )
     try:
-        settings = _base_settings(config)
-        port = backend_kind(settings.get("backend", "ollama")).default_port
-        pooled = parse_pool(settings.get("host", DEFAULT_HOST), default_port=port)
-        config.stash[HOSTS_KEY] = hosts = tuple(h.url for h in pooled)
-        settings["host"] = hosts[0]  # the pool's name: its tests use every host of it
-        config.stash[SETTINGS_KEY] = settings
-        resolve(base=config.stash[SETTINGS_KEY])
-        config.stash[CASSETTES_KEY] = CassetteSettings.from_config(config)
-        cooldown = host_cooldown(config)
+        session = LLMSession.start(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    slot_dir, share = slot_share(config)  # an xdist worker's part of the pool's slots
-    config.stash[POOL_KEY] = BackendPool(
-        pooled, cooldown_seconds=cooldown, slot_dir=slot_dir, worker=share
-    )
-    config.stash[EMBEDDINGS_KEY] = EmbeddingCache()
-    config.stash[TIMEOUT_GUARD_KEY] = TimeoutGuard(config)
-    try:
-        config.stash[RECORDER_KEY] = _recorder(config)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    config.pluginmanager.register(config.stash[RECORDER_KEY], "llm-report")
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session.recorder, "llm-report")
     worker = worker_id(config) is not None
-    cassettes = CassetteSummary(
-        config.stash[CASSETTES_KEY], filtered=selects_part(config), worker=worker
-    )
+    cassettes = CassetteSummary(session.cassettes, filtered=selects_part(config), worker=worker)
     config.pluginmanager.register(cassettes, "llm-cassettes")
-    try:
-        ladder = LadderSession(
-            LadderOptions.from_config(config), worker=worker, sizer=lambda m: _model_size(config, m)
-        )
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    config.stash[LADDER_KEY] = ladder
-    config.pluginmanager.register(ladder, "llm-ladder")
-    config.stash[RECORDER_KEY].ladder = ladder  # the JSON report's ladder part
+    config.pluginmanager.register(session.ladder, "llm-ladder")
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if not worker:  # the llm datasets section, from the reports (the workers' too)
         config.pluginmanager.register(DatasetSummary(), "llm-datasets")
     if config.getoption("llm_live"):
-        config.stash[LIVE_KEY] = _live_log(config)
+        session.live = _live_log(config)
     if config.pluginmanager.hasplugin("html") and config.getoption("htmlpath", None) and not worker:
         from .html_extras import PytestHtmlHooks  # pytest-html's hooks exist only with it
 
         config.pluginmanager.register(PytestHtmlHooks(), "llm-pytest-html")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(
-            XdistHooks(config.stash[RECORDER_KEY], cassettes), "llm-xdist"
-        )
+        config.pluginmanager.register(XdistHooks(session.recorder, cassettes), "llm-xdist")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    pool = config.stash.get(POOL_KEY, None)
-    if pool is not None:
-        pool.close()
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    c = resolve(base=config.stash[SETTINGS_KEY])
-    mode = config.stash[CASSETTES_KEY].mode
+    session = session_of(config)
+    c = session.config_for()
+    mode = session.cassettes.mode
     cassettes = "" if mode == "off" else f" record_mode={mode}"
-    hosts: tuple[str, ...] = config.stash[HOSTS_KEY]  # a pool is spread over xdist workers
+    hosts = session.hosts  # a pool is spread over xdist workers
     return (
         f"llm: model={c.model} backend={c.backend} host={','.join(map(public_host, hosts))} "
         f"seed={c.seed}{cassettes}"
@@ -249,11 +195,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The model ladder: a test that uses ``llm`` runs once per model (``pytest_llm.ladder``)."""
     if "llm" in metafunc.fixturenames:
         try:
-            models = ladder_of(metafunc.definition, metafunc.config.stash[LADDER_KEY].options)
+            ladder = session_of(metafunc.config).ladder
+            models = ladder_of(metafunc.definition, ladder.options)
         except ConfigError:
             return  # pytest_pycollect_makeitem makes it the test's collection error
         if models:
-            models = metafunc.config.stash[LADDER_KEY].ordered(models)
+            models = ladder.ordered(models)
             metafunc.parametrize(RUNG_FIXTURE, models, ids=list(models), indirect=True)
 
 
@@ -262,7 +209,7 @@ def _llm_rung(request: pytest.FixtureRequest) -> str | None:
     """The model of this test's rung of the ladder (``None``: no ladder)."""
     model: str | None = getattr(request, "param", None)
     if model is not None:
-        session = request.config.stash[LADDER_KEY]
+        session = session_of(request.config).ladder
         ladder = session.ordered(ladder_of(request.node, session.options))
         test = request.node.nodeid.rsplit("[", 1)[0]
         data = {"test": test, "model": model, "ladder": list(ladder)}
@@ -278,61 +225,51 @@ def llm_config(request: pytest.FixtureRequest, _llm_rung: str | None) -> Harness
     if _llm_rung is not None:  # the ladder's model for this item
         config = config.replace(model=_llm_rung)
     request.node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
-    request.config.stash[TIMEOUT_GUARD_KEY].check(request.node, config)
+    session_of(request.config).timeout_guard.check(request.node, config)
     return config
 
 
 @pytest.fixture
+def _llm_observer(
+    request: pytest.FixtureRequest, llm_config: HarnessConfig
+) -> Iterator[TestObserver]:
+    """This test's :class:`~pytest_llm.observer.TestObserver`, shared by ``llm`` and
+    ``llm_proxy``; what it saw goes into the test's report at teardown."""
+    node = request.node
+    live = session_of(request.config).live
+    observer = TestObserver(
+        live=None if live is None else lambda n, result: live(node.nodeid, n, result),
+        dataset=lambda outcome: report_cases(request, outcome, llm_config.on_low_quality),
+        select=lambda cases: select_cases(request.config, cases),
+    )
+    node.stash[OBSERVER_KEY] = observer  # the llm calls section, should the test fail
+    # a rerun (pytest-rerunfailures) reports its own calls only
+    node.user_properties[:] = [p for p in node.user_properties if p[0] not in PROPERTIES]
+    yield observer
+    # before the teardown report is made, so it (and JUnit XML, xdist) carry them
+    node.user_properties.extend(observer.properties())
+
+
+@pytest.fixture
 def llm(
-    request: pytest.FixtureRequest, llm_config: HarnessConfig, _llm_cassette: Cassette | None
+    request: pytest.FixtureRequest,
+    llm_config: HarnessConfig,
+    _llm_cassette: Cassette | None,
+    _llm_observer: TestObserver,
 ) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
-    records: list[dict[str, Any]] = []
-    results: list[LLMResult] = request.node.stash.setdefault(RESULTS_KEY, [])
-    live = request.config.stash.get(LIVE_KEY, None)
-    results.clear()  # a rerun (pytest-rerunfailures) reports its own calls only
-    request.node.user_properties[:] = [
-        p for p in request.node.user_properties if p[0] not in _PROPERTIES
-    ]
-
-    def backend_for(c: HarnessConfig) -> Backend:
-        return _backend(request.config, c, _llm_cassette, request.node.nodeid)
-
-    def record(result: LLMResult) -> None:
-        records.append(result.summary())
-        results.append(result)  # for the llm calls section, should the test fail
-        if live is not None:
-            live(request.node.nodeid, len(results), result)
-
-    def record_score(score: Score, result: LLMResult, attempt: str | None = None) -> None:
-        scores.append({**score.as_dict(), "model": result.model, "attempt": attempt})
-
-    scores: list[dict[str, Any]] = []
-    samples: list[dict[str, Any]] = []
-    datasets: list[dict[str, Any]] = []
-
-    def record_dataset(outcome: Any) -> None:
-        datasets.append(outcome.summary())
-        report_cases(request, outcome, llm_config.on_low_quality)  # each case a subtest
-
+    session = session_of(request.config)
     harness = Harness(
         llm_config,
-        backend=backend_for,
-        on_result=record,
-        on_score=record_score,
-        on_sample=lambda outcome: samples.append(outcome.summary()),
+        backend=lambda c: _backend(request.config, c, _llm_cassette, request.node.nodeid),
+        observer=_llm_observer,
         # with a cassette the cache is the test's own, so that its cassette holds every vector
-        embeddings=None if _llm_cassette is not None else request.config.stash[EMBEDDINGS_KEY],
-        on_dataset=record_dataset,
-        select_cases=lambda cases: select_cases(request.config, cases),
+        embeddings=None if _llm_cassette is not None else session.embeddings,
     )
     with activated(harness):  # where assert_score, assert_similar and judge() find it
         yield harness
-    for name, items in zip(_PROPERTIES, (records, scores, samples, datasets), strict=True):
-        if items:  # before the teardown report is made, so it (and JUnit XML, xdist) carry them
-            text = json.dumps(items, sort_keys=True, default=str)
-            request.node.user_properties.append((name, text))
-    ignored = ignored_settings(llm_config, called=bool(records), sampled=bool(samples))
+    called, sampled = _llm_observer.called, bool(_llm_observer.samples)
+    ignored = ignored_settings(llm_config, called=called, sampled=sampled)
     if ignored is not None:
         raise ConfigError(ignored)
 
@@ -347,7 +284,7 @@ def llm_judge(llm: Harness) -> Harness:
 @pytest.fixture
 def _llm_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette | None]:
     """This test's cassette (``None`` in record mode ``off``), written at its end and dropped."""
-    settings = request.config.stash[CASSETTES_KEY]
+    settings = session_of(request.config).cassettes
     if settings.mode == "off":
         yield None
         return
@@ -385,6 +322,53 @@ def llm_snapshot(
     return LLMSnapshotAssertion.of(snapshot, comparison=comparison, embed=embed)
 
 
+@pytest.fixture(scope="session")
+def _llm_proxy_server() -> Iterator[Any]:
+    """The process's proxy server (so one per xdist worker), started when a test first
+    asks for ``llm_proxy``."""
+    from .proxy.server import ProxyServer
+
+    with ProxyServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_proxy(
+    request: pytest.FixtureRequest,
+    llm_config: HarnessConfig,
+    _llm_cassette: Cassette | None,
+    _llm_observer: TestObserver,
+    _llm_proxy_server: Any,
+) -> Iterator[Any]:
+    """A :class:`pytest_llm.LLMProxy`: the application's own model calls (any client, any
+    subprocess) reach the test's backend through it, recorded and reported as ``llm``'s."""
+    from .proxy import LLMProxy
+
+    backend = _backend(request.config, llm_config, _llm_cassette, request.node.nodeid)
+    proxy = LLMProxy(
+        url=_llm_proxy_server.url,
+        backend=backend,
+        config=llm_config,
+        test=request.node.nodeid,
+        on_result=_llm_observer.on_result,
+    )
+    request.node.stash[PROXY_KEY] = proxy  # its fault is the test's error (pytest_runtest_call)
+    with _llm_proxy_server.serving(proxy), proxy.environment():
+        yield proxy
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A proxied call's infrastructure error (a cassette miss, a server down) is the test's
+    error, whatever the application made of the error answer it got."""
+    try:
+        return (yield)
+    finally:
+        proxy = item.stash.get(PROXY_KEY, None)
+        if proxy is not None and proxy.fault is not None:
+            raise proxy.fault
+
+
 @pytest.fixture
 def fake_ollama() -> Iterator[Any]:
     """A running :class:`pytest_llm.testing.FakeOllama`; script it with ``.script(...)``."""
@@ -402,7 +386,7 @@ def pytest_runtest_makereport(
     item_config = item.stash.get(ITEM_CONFIG_KEY, None)
     if item_config is not None:  # the run report says which host served the test
         report.llm_host = item_config.host  # type: ignore[attr-defined]
-        hosts = item.config.stash[POOL_KEY].hosts
+        hosts = session_of(item.config).pool.hosts
         if hosts is not None:  # a host pool: the host that answered, the calls it moved
             served, moves = hosts.served(item.nodeid, forget=report.when == "teardown")
             report.llm_host = served or item_config.host  # type: ignore[attr-defined]
@@ -444,7 +428,7 @@ def pytest_runtest_makereport_ladder_and_flags(
         return report
     callspec = getattr(item, "callspec", None)
     model = callspec.params.get(RUNG_FIXTURE) if callspec is not None else None
-    if model is not None and not item.config.stash[LADDER_KEY].options.counts(model):
+    if model is not None and not session_of(item.config).ladder.options.counts(model):
         report.llm_rung_failed = True  # type: ignore[attr-defined]
     return report
 
@@ -475,13 +459,13 @@ def pytest_runtest_makereport_shows_calls(
     """A test that used ``llm`` and failed or errored shows its model calls (``llm calls``,
     beside captured output); they are dropped with the teardown report."""
     report = yield
-    results = item.stash.get(RESULTS_KEY, None)
+    observer = item.stash.get(OBSERVER_KEY, None)
     if case_report(item, report):  # a dataset's case: its own calls only (dataset_hooks)
         return report
-    if results and report.failed:
-        report.sections.append((SECTION, transcript(results)))
-    if report.when == "teardown" and results is not None:
-        del item.stash[RESULTS_KEY]
+    if observer is not None and observer.results and report.failed:
+        report.sections.append((SECTION, transcript(observer.results)))
+    if report.when == "teardown" and observer is not None:
+        del item.stash[OBSERVER_KEY]
     return report
 
 
@@ -534,7 +518,7 @@ def _backend(
 ) -> Backend:
     """The session's backend for ``c`` (the host pool's for ``test``), through the test's
     cassette when one is in use."""
-    backend = config.stash[POOL_KEY].for_config(c, test=test)
+    backend = session_of(config).pool.for_config(c, test=test)
     return backend if cassette is None else cassette.wrap(backend)
 
 
@@ -555,22 +539,6 @@ def _ini_type(convert: type) -> Any:
     if _PYTEST_VERSION >= (9, 2):
         return convert | str
     return convert.__name__ if _PYTEST_VERSION >= (8, 4) else None
-
-
-def _base_settings(config: pytest.Config) -> dict[str, Any]:
-    """Settings before markers: option > ini > environment (defaults live in HarnessConfig)."""
-    settings: dict[str, Any] = from_environment()
-    for name, (suffix, _) in OPTION_FIELDS.items():
-        try:
-            ini = config.getini(f"llm_{suffix}")
-        except (pytest.UsageError, TypeError, ValueError) as exc:  # pytest's own type check
-            raise ConfigError(f"ini llm_{suffix} is invalid: {exc}") from None
-        if ini not in (None, ""):
-            settings[name] = coerce(name, ini, f"ini llm_{suffix}")
-        option = config.getoption(f"llm_{suffix}")
-        if option is not None:
-            settings[name] = coerce(name, option, f"--llm-{suffix.replace('_', '-')}")
-    return settings
 
 
 def _live_log(config: pytest.Config) -> LiveLog:
@@ -596,20 +564,6 @@ def _live_log(config: pytest.Config) -> LiveLog:
     return LiveLog(write)
 
 
-def _recorder(config: pytest.Config) -> Recorder:
-    """The run report's collector, for this process (a worker, the controller, or both)."""
-    dist = config.getoption("dist", None) if config.pluginmanager.hasplugin("xdist") else None
-    hosts: tuple[str, ...] = config.stash[HOSTS_KEY]
-    return Recorder(
-        options=ReportOptions.from_config(config),
-        settings=resolve(base=config.stash[SETTINGS_KEY]),
-        hosts=hosts,
-        pool=config.stash[POOL_KEY],
-        worker_id=worker_id(config),
-        dist=None if dist in (None, "no") else str(dist),
-    )
-
-
 def _item_config(item: pytest.Item) -> HarnessConfig:
     markers = list(item.iter_markers("llm"))
     for marker in markers:
@@ -618,16 +572,9 @@ def _item_config(item: pytest.Item) -> HarnessConfig:
                 f"@pytest.mark.llm takes keyword arguments only, got {marker.args!r}; "
                 "write e.g. @pytest.mark.llm(model='llama3.2')"
             )
-    ladder_of(item, item.config.stash[LADDER_KEY].options)  # a bad models= is an error too
-    settings = call_settings(m.kwargs for m in markers)
-    return resolve(base=item.config.stash[SETTINGS_KEY], markers=settings)
-
-
-def _model_size(config: pytest.Config, model: str) -> tuple[str, str] | None:
-    """What the session's server says of ``model``'s size (Ollama's ``/api/show``)."""
-    backend = config.stash[POOL_KEY].for_config(resolve(base=config.stash[SETTINGS_KEY]))
-    size = getattr(backend, "size", None)
-    return size(model) if size is not None else None
+    session = session_of(item.config)
+    ladder_of(item, session.ladder.options)  # a bad models= is an error too
+    return session.config_for(call_settings(m.kwargs for m in markers))
 
 
 def _add_ladder_options(parser: pytest.Parser, group: Any) -> None:

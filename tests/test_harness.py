@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ from pytest_llm import (
 )
 from pytest_llm.backends import ChatRequest
 from pytest_llm.errors import BackendBusy
+from pytest_llm.observer import TestObserver
 from pytest_llm.result import Completion
 
 from .conftest import InFlight, ScriptedBackend
@@ -154,14 +156,25 @@ def test_map_is_concurrent_bounded_and_ordered() -> None:
     assert in_flight.peak == 3
 
 
-def test_on_result_sees_successes_and_failures() -> None:
-    seen: list[LLMResult] = []
+def test_the_observer_sees_successes_and_failures() -> None:
+    observer = TestObserver()
     backend = ScriptedBackend(["ok", "bad"])
-    h = harness(backend, on_result=seen.append)
+    h = harness(backend, observer=observer)
     h.chat("x")
     with pytest.raises(OutputInvalid):
         h.chat("x", check=lambda t: t == "ok", max_retries=0)
-    assert [r.success for r in seen] == [True, False]
+    assert [r.success for r in observer.results] == [True, False]
+    calls = dict(observer.properties())["llm"]  # what the test's report carries
+    assert [c["success"] for c in json.loads(calls)] == [True, False]
+
+
+def test_derived_harnesses_report_to_the_same_observer() -> None:
+    observer = TestObserver()
+    backend = ScriptedBackend(["ok"])
+    h = harness(backend, observer=observer, config=FAST.replace(judge_model="judge"))
+    h.chat("x")
+    h.for_judge().chat("y")  # the judge's calls belong to the test too
+    assert [r.model for r in observer.results] == ["small", "judge"]
 
 
 def test_unknown_option_is_rejected() -> None:
@@ -313,13 +326,13 @@ def test_a_bug_in_a_check_raises_at_once_without_a_re_ask() -> None:
         return triage["population"] > 0  # type: ignore[index]  # the bug: a City, not a dict
 
     backend = ScriptedBackend([VALID])
-    seen: list[LLMResult] = []
+    observer = TestObserver()
     with pytest.raises(CheckError, match="check triage_ok raised TypeError") as info:
-        harness(backend, on_result=seen.append).chat("x", schema=City, check=triage_ok)
+        harness(backend, observer=observer).chat("x", schema=City, check=triage_ok)
     assert len(backend.requests) == 1
     assert isinstance(info.value.__cause__, TypeError)
     assert not isinstance(info.value, AssertionError)  # not a quality failure of the model
-    assert seen == []  # no result: the call was never judged
+    assert observer.results == []  # no result: the call was never judged
 
 
 def test_transport_retries_are_not_re_asks() -> None:

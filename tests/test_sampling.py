@@ -178,11 +178,21 @@ def test_defaults_come_from_the_config_and_early_stop_saves_calls() -> None:
     assert len(backend.requests) == 4  # after 4 failures, at most 6 of 10 can pass
 
 
-def test_sample_reports_to_on_sample_and_each_call_to_on_result() -> None:
+def test_sample_reports_the_run_and_each_call_to_the_observer() -> None:
+    from pytest_llm.observer import Observer
+
     seen: list[SampleResult] = []
     calls: list[LLMResult] = []
+
+    class Watch(Observer):
+        def on_sample(self, outcome: SampleResult) -> None:
+            seen.append(outcome)
+
+        def on_result(self, result: LLMResult) -> None:
+            calls.append(result)
+
     backend = ScriptedBackend(["ok"])
-    harness(backend, on_sample=seen.append, on_result=calls.append).sample("x", 3)
+    harness(backend, observer=Watch()).sample("x", 3)
     assert len(seen) == 1 and seen[0].runs == 3 and len(calls) == 3
 
 

@@ -287,11 +287,16 @@ def test_assert_score_passes_with_the_score_and_fails_with_threshold_and_reason(
 
 def test_assert_score_uses_and_reports_through_the_active_harness(fake: FakeOllama) -> None:
     from pytest_llm import ScoreTooLow, assert_score
+    from pytest_llm.observer import Observer
 
     seen: list[tuple[Score, LLMResult]] = []
     config = HarnessConfig(host=fake.url, min_score=0.6)
-    on_score = lambda s, r: seen.append((s, r))  # noqa: E731
-    with Harness(config, on_score=on_score) as h, activated(h):
+
+    class Watch(Observer):
+        def on_score(self, score: Score, result: LLMResult, attempt: str | None = None) -> None:
+            seen.append((score, result))
+
+    with Harness(config, observer=Watch()) as h, activated(h):
         with pytest.raises(ScoreTooLow, match=r">= 0\.6"):  # min_score is the default min
             assert_score(result("a"), contains_all("a", "b"))
         assert_score(result("a"), contains_all("a", "b"), min=0.5)
