@@ -129,7 +129,10 @@ def test_timeout_after_retries_names_the_setting(pytester: pytest.Pytester) -> N
         """
         import pytest
 
-        @pytest.mark.llm(timeout_seconds=0.2, max_retries=1, retry_delay_seconds=0)
+        # the call's budget leaves room for the second attempt on a loaded machine
+        @pytest.mark.llm(
+            timeout_seconds=0.2, total_timeout_seconds=5, max_retries=1, retry_delay_seconds=0
+        )
         def test_slow(llm):
             llm.chat("hi")
         """
