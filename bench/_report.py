@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,10 +85,22 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    import pytest_llm
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
     return {
-        "nproc": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "nproc": len(os.sched_getaffinity(0)),
+        "commit": commit or "unknown",
+        "pytest_llm": str(Path(pytest_llm.__file__).parent),
         "cpu": cpu,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
@@ -136,7 +149,8 @@ def markdown(rows: Sequence[Row], info: dict[str, Any], *, smoke: bool) -> str:
             notes.append(f"{number}. {row.how}")
     header = (
         f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-        f"{info['platform']}, {info['date']}, load average at start {info['load_average']}"
+        f"{info['platform']}, {info['date']}, load average at start {info['load_average']}; "
+        f"commit {info['commit']}, pytest_llm from {info['pytest_llm']}"
     )
     if smoke:
         header += " — **smoke mode**: small sizes, no verdicts"

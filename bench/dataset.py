@@ -118,8 +118,9 @@ def promptfoo_session(workdir: Path, tool: promptfoo.Promptfoo, fake: FakeOllama
     return done.wall_s
 
 
-def measure(workdir: Path, sizes: Sizes, runs: int,
-            tool: promptfoo.Promptfoo | None) -> dict[str, float]:  # fmt: skip
+def measure(
+    workdir: Path, sizes: Sizes, runs: int, tool: promptfoo.Promptfoo | None, warmup: bool = True
+) -> dict[str, float]:
     """Median wall seconds: the dataset test, its start-up (instant server), promptfoo."""
     write_cases(workdir, sizes)
     walls: dict[str, list[float]] = {"dataset": [], "startup": [], "promptfoo": []}
@@ -127,9 +128,10 @@ def measure(workdir: Path, sizes: Sizes, runs: int,
         FakeOllama(ANSWER) as instant,
         FakeOllama(ANSWER, first_token_delay=sizes.latency, parallel=sizes.slots) as loaded,
     ):
-        dataset_session(workdir, instant, sizes)  # warm-up: bytecode, the OS file cache
-        if tool is not None:
-            promptfoo_session(workdir, tool, instant, sizes)  # and promptfoo's database
+        if warmup:  # bytecode, the OS file cache, promptfoo's database
+            dataset_session(workdir, instant, sizes)
+            if tool is not None:
+                promptfoo_session(workdir, tool, instant, sizes)
         for _ in range(runs):
             walls["dataset"].append(dataset_session(workdir, loaded, sizes))
             if tool is not None:
@@ -156,7 +158,7 @@ def rows(settings: Settings) -> list[Row]:
     except promptfoo.Unavailable as exc:
         why = str(exc)
         settings.log(f"promptfoo skipped: {why}")
-    f = measure(settings.workdir, sizes, runs, tool)
+    f = measure(settings.workdir, sizes, runs, tool, warmup=not settings.smoke)
     ideal_plus = VS_IDEAL * sizes.ideal_s + f["startup_s"]
     how = (f"alternating, median of {runs} sessions each, wall clock; server peak "
            f"{f['server_peak']} in flight")  # fmt: skip

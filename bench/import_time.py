@@ -31,7 +31,7 @@ class TestPlain:
 """
 
 
-def measure(workdir: Path, runs: int) -> dict[str, list[Session]]:
+def measure(workdir: Path, runs: int, warmup: bool = True) -> dict[str, list[Session]]:
     """``runs`` sessions of ``pytest --co`` with and without the plugin, alternating."""
     for module in ("test_one.py", "test_two.py", "test_three.py"):
         (workdir / module).write_text(SUITE)
@@ -41,7 +41,7 @@ def measure(workdir: Path, runs: int) -> dict[str, list[Session]]:
         "without": pytest_args("--co", "-p", "no:llm"),
         "with": pytest_args("--co"),
     }
-    for args in sides.values():  # warm-up: the OS file cache, not measured
+    for args in sides.values() if warmup else ():  # the OS file cache, not measured
         run(args, cwd=workdir, env=env, timeout=120, what="pytest --co")
     sessions: dict[str, list[Session]] = {name: [] for name in sides}
     for _ in range(runs):
@@ -52,7 +52,7 @@ def measure(workdir: Path, runs: int) -> dict[str, list[Session]]:
 
 def rows(settings: Settings) -> list[Row]:
     runs = settings.size(max(settings.runs, 5) * 3, settings.runs)
-    sessions = measure(settings.workdir, runs)
+    sessions = measure(settings.workdir, runs, warmup=not settings.smoke)
     cpu = {name: median([s.cpu_s for s in side]) * 1000 for name, side in sessions.items()}
     wall = {name: median([s.wall_s for s in side]) * 1000 for name, side in sessions.items()}
     return [

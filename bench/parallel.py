@@ -46,7 +46,7 @@ def session(cwd: Path, fake: FakeOllama, workers: int) -> tuple[float, dict[str,
 
 
 def measure(
-    workdir: Path, *, tests: int, latency: float, workers: int, runs: int
+    workdir: Path, *, tests: int, latency: float, workers: int, runs: int, warmup: bool = True
 ) -> dict[str, float]:
     """Median wall seconds of the start-up and the loaded suite, alternating, and more."""
     startup_walls, loaded_walls, parallelism = [], [], []
@@ -56,7 +56,8 @@ def measure(
     ):
         (workdir / "pytest.ini").write_text("[pytest]\n")
         (workdir / "test_parallel.py").write_text(SUITE.format(tests=tests))
-        session(workdir, instant, workers)  # warm-up: bytecode and the OS file cache
+        if warmup:  # bytecode and the OS file cache
+            session(workdir, instant, workers)
         for _ in range(runs):
             startup_walls.append(session(workdir, instant, workers)[0])
             wall, totals = session(workdir, loaded, workers)
@@ -78,7 +79,14 @@ def rows(settings: Settings) -> list[Row]:
     tests, workers = settings.size(64, 8), settings.size(8, 2)
     latency = 0.02 if settings.smoke else 0.25
     runs = settings.runs if settings.smoke else max(3, min(settings.runs, 5))
-    f = measure(settings.workdir, tests=tests, latency=latency, workers=workers, runs=runs)
+    f = measure(
+        settings.workdir,
+        tests=tests,
+        latency=latency,
+        workers=workers,
+        runs=runs,
+        warmup=not settings.smoke,
+    )
     reference = f["ideal_s"] + f["startup_s"]
     return [
         Row(

@@ -88,7 +88,7 @@ def _passed(stdout: str, tests: int) -> None:
         raise BenchError(f"expected {tests} passed tests, the session said:\n{stdout[-1500:]}")
 
 
-def per_test(workdir: Path, tests: int, runs: int) -> dict[str, float]:
+def per_test(workdir: Path, tests: int, runs: int, warmup: bool = True) -> dict[str, float]:
     """Median CPU and wall seconds of the replayed and the plain session, alternating."""
     replayed, plain = make_suites(workdir, tests)
     down = closed_port_url()
@@ -99,7 +99,8 @@ def per_test(workdir: Path, tests: int, runs: int) -> dict[str, float]:
     env = quiet_env()
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     wall: dict[str, list[float]] = {name: [] for name in sides}
-    for round_ in range(runs + 1):  # the first round warms the OS file cache, not measured
+    first = 0 if warmup else 1  # a first round warms the OS file cache, not measured
+    for round_ in range(first, runs + 1):
         for name, (cwd, args) in sides.items():
             session = run(args, cwd=cwd, env=env, timeout=600, what=f"the {name} suite")
             _passed(session.stdout, tests)
@@ -114,7 +115,7 @@ def per_test(workdir: Path, tests: int, runs: int) -> dict[str, float]:
 
 def rows(settings: Settings) -> list[Row]:
     tests, runs = settings.size(1000, 50), settings.runs
-    figures = per_test(settings.workdir, tests, runs)
+    figures = per_test(settings.workdir, tests, runs, warmup=not settings.smoke)
     ours = figures["replayed_cpu_s"] / tests * 1000
     reference = figures["plain_cpu_s"] / tests * 1000
     wall_added = (figures["replayed_wall_s"] - figures["plain_wall_s"]) / tests * 1000
