@@ -30,18 +30,33 @@ Tests that are new or gone, and tests whose smallest passing model moved *down*
 (improvements), are listed, never failed; a test this run did not select (``-k``,
 ``-m``, ``::``, ``--lf``, a shard) is "not run", not gone. Runs that are not comparable
 (other workers, hosts or ``--dist``) are compared all the same, with a warning.
-Both sides are report documents as :mod:`pytest_llm.report` writes them; this module only compares,
-the report module renders.
+Both sides are report documents as :mod:`pytest_llm.report` writes them. This module is the
+whole gate: :func:`load_report` reads and validates the baseline (a missing, unreadable or
+damaged file is a ``ConfigError`` naming the fix; a ``pytest-llm-report/1`` file is read as
+well, since the figures compared here did not change in version 2), :class:`Limits` holds
+the limits and :func:`compare` compares; the report package renders the verdict.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "LATENCY_BASES", "Comparison", "Limits", "Regression", "compare"]
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "LATENCY_BASES",
+    "Comparison",
+    "Limits",
+    "Regression",
+    "compare",
+    "load_report",
+]
 
 _FAILING = ("failed", "error")
 #: The order regressions are listed in.
@@ -353,3 +368,65 @@ def _not_comparable(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[s
     if before.get("dist") != now.get("dist"):
         out.append(f"--dist {before.get('dist') or 'no'} then, {now.get('dist') or 'no'} now")
     return out
+
+
+# --- loading a baseline ---------------------------------------------------------------------
+
+
+def load_report(path: Path, *, source: str = "--llm-baseline") -> dict[str, Any]:
+    """Read a JSON report written by ``--llm-report`` (this version's, or an earlier one
+    whose compared figures are the same); a bad file is a ``ConfigError`` naming the fix."""
+    from .report.document import COMPATIBLE, SCHEMA  # here: the report package imports this
+
+    fix = "write one with --llm-report PATH (for example on your main branch)"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}={str(path)!r}: no such file; {fix}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{source}={str(path)!r} is not a readable JSON report: {exc}") from None
+    found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+    if not isinstance(doc, dict) or found not in (SCHEMA, *COMPATIBLE):
+        if isinstance(found, str) and found.startswith("pytest-llm-report/"):
+            raise ConfigError(
+                f"{source}={str(path)!r} was written by another pytest-llm (schema {found!r}; "
+                f"this one reads {SCHEMA!r} and {', '.join(map(repr, COMPATIBLE))}): "
+                f"upgrade pytest-llm to the version that wrote it, or {fix} with this one"
+            )
+        raise ConfigError(
+            f"{source}={str(path)!r} is not a pytest-llm report (schema {found!r}, "
+            f"expected {SCHEMA!r}); {fix}"
+        )
+    problem = _damage(doc)
+    if problem is not None:
+        raise ConfigError(f"{source}={str(path)!r} is damaged: {problem}; {fix}")
+    return doc
+
+
+def _damage(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with a report document in the fields a baseline is read for, if anything."""
+    tests, models = doc.get("tests"), doc.get("models")
+    if not isinstance(tests, list) or not all(
+        isinstance(t, dict) and "nodeid" in t and "outcome" in t for t in tests
+    ):
+        return "'tests' must be a list of test records"
+    for test in tests:
+        for key in ("nodeid", "outcome"):
+            if not isinstance(test[key], str):
+                return f"a test's {key!r} must be a string, got {test[key]!r}"
+        if not _number_or_null(test.get("score")):
+            return f"{test['nodeid']}: 'score' must be a number or null, got {test['score']!r}"
+    if not isinstance(models, dict) or not all(isinstance(f, dict) for f in models.values()):
+        return f"'models' must be an object of per-model figures, got {models!r:.80}"
+    for model, figures in models.items():
+        for key in ("p50_ms", "p50_server_ms", "p50_decode_ms", "pass_rate"):
+            if not _number_or_null(figures.get(key)):
+                return f"model {model}: {key!r} must be a number or null, got {figures[key]!r}"
+    return None
+
+
+def _number_or_null(value: Any) -> bool:
+    """``None`` or a finite number: a NaN or infinite figure would switch its check off."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from . import properties
 from .report import fmt, scored
 
 __all__ = ["PytestHtmlHooks"]
@@ -37,9 +38,9 @@ class PytestHtmlHooks:
         calls: list[dict[str, Any]] = []
         scores: list[dict[str, Any]] = []
         for name, value in report.user_properties:
-            if name == "llm":
+            if name == properties.CALLS:
                 calls.extend(json.loads(str(value)))
-            elif name == "llm_scores":
+            elif name == properties.SCORES:
                 scores.extend(json.loads(str(value)))
         if calls or scores:
             self._tests[report.nodeid] = {"calls": calls, "scores": scores}

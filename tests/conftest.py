@@ -10,7 +10,7 @@ import pytest
 
 from pytest_llm import testing
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.report_schema"]  # every written JSON report validates
 
 #: tests/real/ needs a real model server: scripts/real-model.sh starts one and sets this
 #: variable; a plain `pytest` does not collect it at all (so nothing there shows as skipped).

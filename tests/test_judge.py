@@ -356,8 +356,9 @@ def test_llm_score_accepts_plain_text(pytester: pytest.Pytester, fake: FakeOllam
     fake.script({"judge": verdict(8)})
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest(
-        f"--llm-host={fake.url}", "-p", "no:cacheprovider", f"--junitxml={junit}"
-    )
+        f"--llm-host={fake.url}", "-p", "no:cacheprovider", f"--junitxml={junit}",
+        "-o", "junit_family=xunit1",  # properties per testcase: xunit1 (xunit2 has none)
+    )  # fmt: skip
     result.assert_outcomes(passed=1)
     (scores,) = [
         json.loads(p.attrib["value"])

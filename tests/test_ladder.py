@@ -59,7 +59,7 @@ def test_each_test_runs_once_per_model_and_the_run_names_the_smallest(
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
     junit = pytester.path / "junit.xml"
-    result = run(pytester, fake, "-v", f"--junitxml={junit}", *dist)
+    result = run(pytester, fake, "-v", f"--junitxml={junit}", "-o", "junit_family=xunit1", *dist)
     assert result.ret == pytest.ExitCode.OK  # every test passes on some model
     statuses = {  # -v prints "id STATUS" without xdist, "STATUS id" under it
         "test_capital[tiny]": "RUNG FAILED",

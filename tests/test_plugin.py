@@ -253,7 +253,7 @@ def test_results_travel_in_user_properties_and_junit(
     pytester.makepyfile(TEST_FILE)
     fake.script(["bad", VALID])
     junit = pytester.path / "junit.xml"
-    result = run(pytester, fake, f"--junitxml={junit}")
+    result = run(pytester, fake, f"--junitxml={junit}", "-o", "junit_family=xunit1")
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*PytestWarning*")
     prop = ET.parse(junit).find(".//property[@name='llm']")

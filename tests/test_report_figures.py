@@ -178,7 +178,7 @@ def test_reruns_count_each_run_once_and_are_recorded_as_reruns(
     with FakeOllama("fine") as fake:
         result = run(
             pytester, fake, "-p", "no:xdist", "--reruns=1", f"--llm-report={report}",
-            f"--junitxml={junit}",
+            f"--junitxml={junit}", "-o", "junit_family=xunit1",  # properties per testcase
         )  # fmt: skip
         served = len(chats(fake))
     result.assert_outcomes(passed=2)

@@ -49,7 +49,7 @@ def test_a_low_score_retries_then_escalates(pytester: pytest.Pytester, fake: Fak
     pytester.makepyfile(SCORED)
     fake.script({"small": "Paris is in France.", "big": "Paris, on the Seine."})
     junit = pytester.path / "junit.xml"
-    result = run(pytester, fake, "-s", f"--junitxml={junit}")
+    result = run(pytester, fake, "-s", f"--junitxml={junit}", "-o", "junit_family=xunit1")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*ROUTE ('small', 'big') SCORE 1.0*"])
     assert [r.model for r in chats(fake)] == ["small", "small", "big"]
@@ -231,7 +231,7 @@ def test_three_of_five_fails_at_0_8_passes_at_0_6_and_the_report_shows_the_rate(
     pytester.makepyfile(SAMPLED)
     fake.script(lambda r: "Paris" if r.body["options"]["seed"] < 45 else "Lyon")
     junit = pytester.path / "junit.xml"
-    result = run(pytester, fake, f"--junitxml={junit}")
+    result = run(pytester, fake, f"--junitxml={junit}", "-o", "junit_family=xunit1")
     result.assert_outcomes(passed=1, failed=1)
     rate = "3/5 samples passed: pass rate 60% (95% CI 23%-88%)"
     result.stdout.fnmatch_lines(

@@ -263,6 +263,30 @@ class BackendPool:
                 self._slot_dir = make_slot_dir()
             return self._slot_dir
 
+    def digests(
+        self, live: Mapping[str, Sequence[str]], *, skip: Sequence[str] = ()
+    ) -> dict[str, dict[str, str]]:
+        """``{model: {host: digest}}`` for the models that answered live (``live``: host,
+        as ``public_host`` shows it, to its models), asked of the servers this pool talked
+        to. Hosts in ``skip`` (down) are not asked; a server that fails to answer is left
+        out, as are models it tells no digest of (OpenAI-compatible servers)."""
+        from ..config import public_host
+        from ..errors import LLMError
+
+        found: dict[str, dict[str, str]] = {}
+        for backend in self.backends():
+            host = public_host(backend.host)
+            if host in skip:
+                continue
+            for model in sorted(live.get(host, ())):
+                try:
+                    digest = backend.digest(model)
+                except LLMError:
+                    break  # the server went away since: no digests from it
+                if digest:
+                    found.setdefault(model, {})[host] = digest
+        return found
+
     def close(self) -> None:
         with self._lock:
             backends, self._backends = list(self._backends.values()), {}

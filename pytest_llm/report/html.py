@@ -20,12 +20,15 @@ from ..baseline import Comparison
 from ..ladder import grid
 from .figures import percentile, scored, tries
 from .text import (
+    CASE_ROWS,
+    case_details,
     columns,
     down_lines,
     fmt,
     gate_title,
     model_rows,
     model_time,
+    models_text,
     outcome_counts,
     parallelism,
     reask_mark,
@@ -46,12 +49,14 @@ _OUTCOME_COLORS = {
     "xpassed": "#d9822b",
     "flagged": "#c9a227",
 }
+_NO_COLOR = "#666"  # a model not in this run's figures (never expected)
 _LABEL_W = 150  # room for model names left of every plot
 _PLOT_W = 420
 _ROW_H = 34
 
-#: Filter box and sortable columns of the tests table. A test's row and its details row
-#: (``tr.details``) move and hide together; numbers sort as numbers, ``-`` last.
+#: Filter box and sortable columns of the tests table. A test's row, its details row
+#: (``tr.details``) and its dataset cases' rows (``tr.case``) move and hide together;
+#: numbers sort as numbers, ``-`` last.
 _SCRIPT = """
 (function () {
   var table = document.getElementById("tests"), box = document.getElementById("filter");
@@ -60,7 +65,8 @@ _SCRIPT = """
   function groups() {
     var out = [], rows = Array.prototype.slice.call(body.rows);
     rows.forEach(function (r) {
-      if (r.classList.contains("details") && out.length) out[out.length - 1].push(r);
+      var under = r.classList.contains("details") || r.classList.contains("case");
+      if (under && out.length) out[out.length - 1].push(r);
       else out.push([r]);
     });
     return out;
@@ -120,6 +126,7 @@ td.id { text-align: left; white-space: normal; overflow-wrap: anywhere; min-widt
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; color: #fff;
          font-size: 12px; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
+tr.case td { background: #fbfbfd; } tr.case td.id { padding-left: 22px; }
 tr.details td { text-align: left; white-space: normal; max-width: 1100px; }
 tr.details pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 8px; }
 tr.details details { max-width: 1040px; }
@@ -138,7 +145,8 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f'<p class="muted">{escape(doc["created"])} · {totals["llm_tests"]} of '
+        f'<p class="muted">{escape(doc["created"])} · {escape(models_text(doc))} · '
+        f"{totals['llm_tests']} of "
         f"{totals['tests']} tests called a model · {totals['calls']} calls · "
         f"{fmt(totals['tokens_in'], 'tokens')} tokens in, {totals['tokens_out']} out · "
         f"{escape(model_time(totals, run))} ({escape(parallelism(totals))})</p>",
@@ -160,7 +168,7 @@ def render_html(doc: Mapping[str, Any], comparison: Comparison | None = None) ->
         '..." size="48"> <span class="muted">click a column title to sort</span></p>',
         _tests_table(doc, comparison),
         "<h2>Run</h2>",
-        _run_details(run),
+        _run_details(doc),
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
     ]
@@ -233,7 +241,7 @@ def _badge(outcome: str, label: str | None = None) -> str:
 
 
 def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
-    header = ["test", "outcome", "model", "route", "attempts", "tokens in", "tokens out"]
+    header = ["test", "outcome", "model", "route", "judge", "attempts", "tokens in", "tokens out"]
     header += ["latency ms", "ttft ms", "score", "host", "worker"]
     if comparison is not None:
         header += ["baseline", "baseline score"]
@@ -247,6 +255,7 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
         values = [
             test["model"] or "",
             " → ".join(test["route"]),
+            ", ".join(test.get("judges", [])),
             fmt(test["attempts"] or None),
             fmt(test["tokens_in"], "tokens")
             if test["tokens_in"] is None
@@ -267,15 +276,48 @@ def _tests_table(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
         details = _details(test, len(cells))
         if details:
             rows.append(details)
+        rows += _case_rows(test, len(header))
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(rows)
     return f'<table id="tests"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _case_rows(test: Mapping[str, Any], width: int) -> list[str]:
+    """A dataset test's cases (``llm.evaluate``), each a row under the test's like a test's
+    own: verdict, model, score, and for a failed case why (reason, expected and predicted,
+    output) in a row under it. Failed cases first; at most :data:`CASE_ROWS` a dataset."""
+    rows: list[str] = []
+    for dataset in test.get("datasets", []):
+        for case, blocks in case_details(dataset, limit=CASE_ROWS):
+            verdict = "passed" if case["passed"] else "failed"
+            cells = [
+                f'<td class="id">↳ case {escape(str(case["id"]))}</td>',
+                f"<td>{_badge(verdict)}</td>",
+                f"<td>{escape(case.get('model') or '')}</td>",
+            ]
+            cells += ["<td></td>"] * 7 + [f"<td>{escape(fmt(case.get('score'), 'score'))}</td>"]
+            cells += ["<td></td>"] * (width - len(cells))
+            rows.append('<tr class="case">' + "".join(cells) + "</tr>")
+            if blocks:
+                body = "".join(f"<b>{escape(t)}</b><pre>{escape(x)}</pre>" for t, x in blocks)
+                rows.append(
+                    f'<tr class="details case"><td colspan="{width}"><details'
+                    f"{'' if case['passed'] else ' open'}><summary>case {escape(str(case['id']))}"
+                    f"</summary>{body}</details></td></tr>"
+                )
+        hidden = len(dataset.get("results", [])) - CASE_ROWS
+        if hidden > 0:
+            rows.append(
+                f'<tr class="case"><td class="id muted" colspan="{width}">{hidden} more '
+                "case(s) in the JSON report (--llm-report)</td></tr>"
+            )
+    return rows
+
+
 def _details(test: Mapping[str, Any], width: int) -> str:
     """A row under the test's row: why it failed (message, model calls), earlier runs'
     failures, its scores and pass rates; open for a failed or errored test."""
-    blocks = test_details(test)
+    blocks = test_details(test, cases=0)  # the cases are rows of their own
     if not blocks:
         return ""
     failing = test["outcome"] in ("failed", "error")
@@ -287,10 +329,11 @@ def _details(test: Mapping[str, Any], width: int) -> str:
     )
 
 
-def _run_details(run: Mapping[str, Any]) -> str:
+def _run_details(doc: Mapping[str, Any]) -> str:
+    run = doc["run"]
     lines = [
-        f"model {run['model']} · backend {run['backend']} · seed {run['seed']} · "
-        f"dist {run['dist'] or 'none'}",
+        models_text(doc),
+        f"backend {run['backend']} · seed {run['seed']} · dist {run['dist'] or 'none'}",
         f"hosts: {', '.join(run['hosts'])}",
     ]
     if run["workers"]:
@@ -366,8 +409,15 @@ def _scores(doc: Mapping[str, Any]) -> dict[str, list[float]]:
     return values
 
 
+def model_colors(doc: Mapping[str, Any]) -> dict[str, str]:
+    """One colour per model of the run, the same in every plot (by the model's place in
+    ``models``, which is sorted by name)."""
+    return {model: _PALETTE[i % len(_PALETTE)] for i, model in enumerate(doc["models"])}
+
+
 def _score_plot(doc: Mapping[str, Any]) -> str:
     """Per model, a histogram of the scores in ten bins over [0, 1]."""
+    colors = model_colors(doc)
     scores = {m: v for m, v in _scores(doc).items() if v}
     if not scores:
         return _empty("nothing was scored in this run")
@@ -378,7 +428,7 @@ def _score_plot(doc: Mapping[str, Any]) -> str:
         counts = [0] * 10
         for value in values:
             counts[min(int(value * 10), 9)] += 1
-        color = _PALETTE[row % len(_PALETTE)]
+        color = colors.get(model, _NO_COLOR)
         body.append(_label(top + _ROW_H / 2 + 4, model))
         for i, count in enumerate(counts):
             if count:
@@ -409,6 +459,7 @@ def _nice_step(span: float) -> float:
 
 def _latency_plot(doc: Mapping[str, Any]) -> str:
     """Per model, a box plot of call latency: whiskers min to max, box p25 to p75, median, p95."""
+    colors = model_colors(doc)
     latencies = {m: v for m, v in _latencies(doc).items() if v}
     if not latencies:
         return _empty("no model calls in this run")
@@ -422,7 +473,7 @@ def _latency_plot(doc: Mapping[str, Any]) -> str:
     body: list[str] = []
     for row, (model, values) in enumerate(latencies.items()):
         mid = 10 + row * _ROW_H + _ROW_H / 2
-        color = _PALETTE[row % len(_PALETTE)]
+        color = colors.get(model, _NO_COLOR)
         p = {q: percentile(values, q) or 0.0 for q in (0, 25, 50, 75, 95, 100)}
         tip = (
             f"<title>{escape(model)}: {len(values)} call(s), p50 {p[50]:.0f} ms, "
@@ -453,7 +504,10 @@ def _latency_plot(doc: Mapping[str, Any]) -> str:
 
 
 def _pass_rate_plot(doc: Mapping[str, Any], comparison: Comparison | None) -> str:
-    """Per model, the share of its tests that passed: baseline (grey) over this run."""
+    """Per model, the share of its tests that passed (failed and errored ones count, those
+    that errored before any answer under the model they were set to): baseline (grey)
+    over this run."""
+    colors = model_colors(doc)
     models = {m: f for m, f in doc["models"].items() if f["pass_rate"] is not None}
     if not models:
         return _empty("no test called a model")
@@ -461,18 +515,23 @@ def _pass_rate_plot(doc: Mapping[str, Any], comparison: Comparison | None) -> st
     body: list[str] = []
     for row, (model, figures) in enumerate(models.items()):
         top = 10 + row * _ROW_H
-        color = _PALETTE[row % len(_PALETTE)]
+        color = colors.get(model, _NO_COLOR)
         body.append(_label(top + _ROW_H / 2 + 4, model))
-        old = baseline.get(model, {}).get("pass_rate")
-        bars = [(old, "#bbb", "baseline", top + 4)] if old is not None else []
-        bars.append((figures["pass_rate"], color, "this run", top + 15))
-        for rate, fill, who, y in bars:
+        old = baseline.get(model, {})
+        bars = []
+        if old.get("pass_rate") is not None:
+            bars.append((old, "#bbb", "baseline", top + 4))
+        bars.append((figures, color, "this run", top + 15))
+        for shown, fill, who, y in bars:
+            rate = float(shown["pass_rate"])
             w = max(rate * _PLOT_W, 1.0)
+            of = f"{shown['passed']}/{shown['tests']}" if "tests" in shown else ""
             body.append(
                 f'<rect x="{_LABEL_W}" y="{y}" width="{w:.1f}" height="10" fill="{fill}">'
-                f"<title>{escape(model)}, {who}: {rate:.0%}</title></rect>"
+                f"<title>{escape(model)}, {who}: {rate:.0%} ({escape(of)} tests passed)"
+                "</title></rect>"
             )
-            body.append(_text(_LABEL_W + w + 4, y + 9, f"{rate:.0%}", color="#444"))
+            body.append(_text(_LABEL_W + w + 4, y + 9, f"{rate:.0%} ({of})", color="#444"))
     bottom = 10 + len(models) * _ROW_H
     body += _axis(bottom, [(i / 4, f"{i * 25}%") for i in range(5)])
     legend = "grey: baseline, colour: this run" if comparison else "no baseline given"

@@ -14,6 +14,7 @@ from .text import (
     gate_title,
     model_rows,
     model_time,
+    models_text,
     outcome_counts,
     parallelism,
     reask_mark,
@@ -47,14 +48,15 @@ _MARKDOWN_FAILURES = 50
 
 def markdown_tests(doc: Mapping[str, Any]) -> str:
     """The step summary's part on tests: each failed or errored test with why (message,
-    model calls, scores, pass rate), then the sampled tests' pass rates. HTML-escaped
+    model calls, scores, pass rate, dataset cases), then the sampled tests' pass rates and
+    the dataset tests' cases (failed first, each with its score and reason). HTML-escaped
     inside ``<details>``/``<pre>``, where GitHub reads no Markdown."""
     failing = [t for t in doc["tests"] if t["outcome"] in ("failed", "error")]
     parts = []
     if failing:
         parts.append(f"\n### Failed and errored tests ({len(failing)})\n\n")
         for test in failing[:_MARKDOWN_FAILURES]:
-            parts.append(_markdown_details(test, test_details(test)))
+            parts.append(_markdown_details(test, test_details(test, cases=_MARKDOWN_FAILURES)))
         if len(failing) > _MARKDOWN_FAILURES:
             more = len(failing) - _MARKDOWN_FAILURES
             parts.append(f"\n{more} more in the JSON report (--llm-report).\n")
@@ -63,6 +65,11 @@ def markdown_tests(doc: Mapping[str, Any]) -> str:
         parts.append(f"\n### Sampled tests ({len(sampled)})\n\n")
         for test in sampled[:_MARKDOWN_FAILURES]:
             parts.append(_markdown_details(test, test_details(test)))
+    evaluated = [t for t in doc["tests"] if t.get("datasets") and t not in failing]
+    if evaluated:
+        parts.append(f"\n### Dataset tests ({len(evaluated)})\n\n")
+        for test in evaluated[:_MARKDOWN_FAILURES]:
+            parts.append(_markdown_details(test, test_details(test, cases=_MARKDOWN_FAILURES)))
     return "".join(parts)
 
 
@@ -101,6 +108,7 @@ def markdown_summary(doc: Mapping[str, Any], comparison: Comparison | None) -> s
     totals, run = doc["totals"], doc["run"]
     parts = [
         f"\n## pytest-llm: {outcome_counts(totals)}\n\n",
+        f"{markdown_text(models_text(doc))}\n\n",
         _markdown_table(*model_rows(doc)) if doc["models"] else "",
         f"\n{totals['llm_tests']} of {totals['tests']} tests called a model: "
         f"{totals['calls']} calls, {fmt(totals['tokens_in'], 'tokens')} tokens in, "

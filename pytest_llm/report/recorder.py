@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +13,10 @@ import pytest
 
 from .._files import write_text_atomic
 from ..backends import BackendPool
-from ..baseline import Comparison, compare
+from ..baseline import Comparison, compare, load_report
 from ..config import HarnessConfig, public_host
-from ..errors import LLMError
-from .figures import build_report, down_host, hosts_down, versions, worker_rows
-from .loading import load_report
+from .document import Report
+from .figures import down_host, hosts_down, report_document, versions, worker_rows
 from .markdown import markdown_summary
 from .options import ReportOptions
 from .records import TestRecord, split_group
@@ -26,7 +25,7 @@ from .text import sampling_lines, summary_lines
 if TYPE_CHECKING:
     from ..ladder import LadderSession
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "item_settings", "xdist_group"]
 
 
 class Recorder:
@@ -68,7 +67,7 @@ class Recorder:
         self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
         self.live_models: dict[str, set[str]] = {}  # host -> models that answered live there
         self.down: set[str] = set()
-        self.doc: dict[str, Any] | None = None
+        self.doc: Report | None = None
         self.comparison: Comparison | None = None
         self.problems: list[str] = []
         #: The model ladder of the run (set by the plugin): the report's ``ladder`` part.
@@ -79,6 +78,22 @@ class Recorder:
 
     def pytest_sessionstart(self) -> None:
         self._started = time.perf_counter()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """What a test's record needs from the item, on the report (it travels to the
+        xdist controller): its ``xdist_group`` marker, and the model its ``llm`` was set to
+        (for a test that fails before any answer)."""
+        report = yield
+        group = xdist_group(item)
+        if group is not None:
+            report.llm_group = group  # type: ignore[attr-defined]
+        settings = item_settings(item)
+        if settings is not None:
+            report.llm_model = settings.model  # type: ignore[attr-defined]
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if getattr(report, "llm_case", None) is not None:
@@ -142,7 +157,7 @@ class Recorder:
 
     # the end ----------------------------------------------------------------------------
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Report:
         """The report document of the whole run."""
         tests = [r.as_json() for r in self.records.values()]
         digests: dict[str, dict[str, str]] = {}
@@ -169,7 +184,7 @@ class Recorder:
             "versions": versions(),
         }
         ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None
-        return build_report(tests, run=run, ladder=ladder)
+        return report_document(tests, run=run, ladder=ladder)
 
     def _wants_files(self) -> bool:
         return self.options.report is not None or self.options.html is not None
@@ -185,20 +200,9 @@ class Recorder:
 
     def _digests(self) -> dict[str, dict[str, str]]:
         """Digests of the models that answered live, from the servers this process used
-        (hosts that were down skipped)."""
-        found: dict[str, dict[str, str]] = {}
-        for backend in self.pool.backends():
-            host = public_host(backend.host)
-            if host in self.down:
-                continue
-            for model in sorted(self.live_models.get(host, ())):
-                try:
-                    digest = backend.digest(model)
-                except LLMError:
-                    break  # the server went away since: no digests from it
-                if digest:
-                    found.setdefault(model, {})[host] = digest
-        return found
+        (hosts that were down skipped): asked of the backend pool."""
+        live = {host: sorted(models) for host, models in self.live_models.items()}
+        return self.pool.digests(live, skip=sorted(self.down))
 
     def _write_outputs(self) -> None:
         from .html import render_html
@@ -224,3 +228,20 @@ class Recorder:
                     f"pytest-llm: GITHUB_STEP_SUMMARY: could not append to "
                     f"{self.options.step_summary}: {exc}"
                 )
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The test's ``xdist_group`` marker's name (``@pytest.mark.xdist_group("db")`` or
+    ``name="db"``), as pytest-xdist reads it for ``--dist loadgroup``; None without one."""
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return None
+    name = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+    return str(name)
+
+
+def item_settings(item: pytest.Item) -> HarnessConfig | None:
+    """The settings the test's ``llm`` fixture resolved, if it used one."""
+    from ..plugin import ITEM_CONFIG_KEY  # the plugin is loaded: it registered this object
+
+    return item.stash.get(ITEM_CONFIG_KEY, None)
