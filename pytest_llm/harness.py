@@ -39,7 +39,7 @@ from .errors import (
     ScoreTooLow,
 )
 from .messages import build_messages
-from .observer import Observer
+from .observer import JudgeObserver, Observer
 from .pacing import pause_seconds, scope_for
 from .result import Attempt, Completion, LLMResult
 from .sampling import Sample, SampleResult, run_samples
@@ -382,7 +382,12 @@ class Harness:
             samples=1,
             min_pass_rate=1.0,
         )
-        return self._derive(judge_config)
+        return Harness(  # as _derive, its calls marked as a judge's (role "judge")
+            judge_config,
+            backend=self._backend_for,
+            observer=JudgeObserver(self._observer),
+            embeddings=self._embeddings,
+        )
 
     def close(self) -> None:
         if self._own_pool is not None:

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from .sampling import SampleResult
     from .scoring import Score
 
-__all__ = ["CALLS_PROPERTY", "PROPERTIES", "SCORES_PROPERTY", "Observer", "TestObserver"]
+__all__ = [
+    "CALLS_PROPERTY",
+    "PROPERTIES",
+    "SCORES_PROPERTY",
+    "JudgeObserver",
+    "Observer",
+    "TestObserver",
+]
 
 #: The ``user_properties`` names a test's observer writes: calls, scores, samples, datasets.
 CALLS_PROPERTY = "llm"
@@ -57,6 +64,32 @@ class Observer:
     def select_cases(self, cases: list[Case]) -> list[Case]:
         """The cases of a dataset to run (all, by default)."""
         return cases
+
+
+class JudgeObserver(Observer):
+    """A judge harness's observer (``Harness.for_judge``): tells ``parent`` everything, each
+    call's result marked ``metadata["role"] = "judge"``, so a report shows the judge apart
+    from the route the test's own calls took."""
+
+    def __init__(self, parent: Observer) -> None:
+        self.parent = parent
+
+    def on_result(self, result: LLMResult) -> None:
+        from dataclasses import replace
+
+        self.parent.on_result(replace(result, metadata={**result.metadata, "role": "judge"}))
+
+    def on_score(self, score: Score, result: LLMResult, attempt: str | None = None) -> None:
+        self.parent.on_score(score, result, attempt)
+
+    def on_sample(self, outcome: SampleResult) -> None:
+        self.parent.on_sample(outcome)
+
+    def on_dataset(self, outcome: DatasetResult) -> None:
+        self.parent.on_dataset(outcome)
+
+    def select_cases(self, cases: list[Case]) -> list[Case]:
+        return self.parent.select_cases(cases)
 
 
 class TestObserver(Observer):

@@ -155,7 +155,8 @@ class LLMResult:
         """The small, JSON-friendly record the plugin attaches to the test report: the
         accepted answer's figures, the totals over every attempt, ``answer``, its first
         ``ANSWER_CHARS`` characters, and ``tries``, the figures of each attempt (no text:
-        see :func:`pytest_llm.transcript.transcript`)."""
+        see :func:`pytest_llm.transcript.transcript`); ``role`` ``"judge"`` for a judge
+        harness's call (``Harness.for_judge``)."""
         return {
             "model": self.model,
             "route": list(self.route),
@@ -175,6 +176,7 @@ class LLMResult:
             "cached": self.cached,
             "answer": _excerpt(self.content),
             "tries": [a.figures() for a in self.attempts],
+            **({"role": self.metadata["role"]} if self.metadata.get("role") else {}),
         }
 
 

@@ -556,3 +556,40 @@ def test_in_chromium_a_datasets_cases_filter_with_their_test(tmp_path: Path) -> 
     ]
     assert not any(t.startswith("t.py::test_plain") for t in shown)
     assert any(t.startswith("t.py::test_plain") for t in hidden)
+
+
+JUDGED = """
+import pytest
+from pytest_llm.scorers import judge
+
+@pytest.mark.llm(model="tiny", judge_model="referee")
+def test_judged(llm, llm_judge):
+    answer = llm.chat("capital of France?")
+    assert llm.score(answer, judge("names Paris", harness=llm_judge)).value == 0.8
+"""
+
+
+def test_a_judges_calls_are_marked_and_leave_the_route(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_judged=JUDGED)
+    verdict = json.dumps({"reasoning": "names Paris", "score": 8})
+    report, html = pytester.path / "r.json", pytester.path / "r.html"
+
+    def answer(request: RecordedRequest) -> Reply:
+        return Reply(content=verdict if request.model == "referee" else "Paris.")
+
+    with FakeOllama(answer, models=["tiny", "referee"]) as fake:
+        result = run(pytester, fake, "-p", "no:xdist", f"--llm-report={report}",
+                     f"--llm-html={html}")  # fmt: skip
+        served = [r.model for r in chats(fake)]
+    result.assert_outcomes(passed=1)
+    assert served == ["tiny", "referee"]
+    (test,) = json.loads(report.read_text())["tests"]
+    assert [(c["model"], c.get("role")) for c in test["llm"]] == [
+        ("tiny", None), ("referee", "judge")
+    ]  # fmt: skip
+    assert (test["model"], test["route"], test["judges"], test["calls"]) == (
+        "tiny", ["tiny"], ["referee"], 2
+    )  # fmt: skip
+    page = unescape(html.read_text())
+    assert "model tiny · judge referee · default llama3.2 (not used)" in page
+    assert "tiny → referee" not in page
