@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -361,9 +362,11 @@ def test_a_failing_hosts_tests_move_and_pass(
         pytester.makepyfile(SUITE)
         xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
         started = time.perf_counter()
+        report = pytester.path / "r.json"
         result = pytester.runpytest_subprocess(
             f"--llm-host={bad_url},{good.url}#4",
             "--llm-timeout=1",
+            f"--llm-report={report}",
             *xdist,
             "-p",
             "no:cacheprovider",
@@ -374,6 +377,20 @@ def test_a_failing_hosts_tests_move_and_pass(
         if bad is not None:  # two failures in a row per process, then it is left alone
             assert chats(bad) <= 2 * (workers or 1)
         assert took < 60  # a hung host costs a timeout or two, not one per test
+
+        doc = json.loads(report.read_text())
+        moved = sorted(t["nodeid"] for t in doc["tests"] if t["moved_from"])
+        assert moved and all(t["host"] == good.url for t in doc["tests"])
+        entry = doc["run"]["hosts_down"][bad_url]
+        assert (entry["reason"], entry["moved"], entry["tests"]) == (REASONS[fault], moved, 0)
+        assert list(doc["run"]["hosts_down"]) == [bad_url]
+        lines = [line for line in result.outlines if "HOST DOWN" in line]
+        assert len(lines) == 1  # once, whatever the number of tests or workers
+        assert lines[0].startswith(
+            f"HOST DOWN {bad_url}: {len(moved)} test(s) moved to other hosts of the pool"
+        )
+        assert f"({REASONS[fault]}); start the server there" in lines[0]
+        assert doc["totals"]["retries"] >= len(moved)  # each move is a transport retry
 
 
 def test_with_every_host_down_each_test_errors_naming_the_hosts(pytester: pytest.Pytester) -> None:
@@ -394,6 +411,13 @@ def test_with_every_host_down_each_test_errors_naming_the_hosts(pytester: pytest
     for line in errors:
         assert line.startswith("BackendUnreachable: no healthy host left in the pool of 2: ")
         assert f"{one} refused the connection" in line and f"{two} refused the connection" in line
+    down = [line for line in result.outlines if "HOST DOWN" in line]
+    assert down == [
+        f"HOST DOWN {one}: 9 test(s) errored with BackendUnreachable (refused the connection); "
+        "start the server there or remove it from --llm-host",
+        f"HOST DOWN {two}: 9 test(s) errored with BackendUnreachable (refused the connection); "
+        "start the server there or remove it from --llm-host",
+    ]
 
 
 def test_cassettes_do_not_depend_on_the_host_that_answered(pytester: pytest.Pytester) -> None:

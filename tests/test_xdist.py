@@ -89,6 +89,16 @@ def test_the_tests_of_a_host_that_is_down_move_to_the_others(
     assert chats(a) == 16 and {t["host"] for t in doc["tests"]} == {a.url}
     moved = [t for t in doc["tests"] if t["retries"]]
     assert 1 <= len(moved) <= 4  # two failures in a row per worker, then it is down
+    assert all(t["moved_from"][0]["host"] == down for t in moved)
+    entry = doc["run"]["hosts_down"][down]
+    assert entry["moved"] == sorted(t["nodeid"] for t in moved) and entry["tests"] == 0
+    assert entry["reason"] == "refused the connection" and set(entry["workers"]) <= {"gw0", "gw1"}
+    lines = [line for line in result.outlines if "HOST DOWN" in line]
+    assert lines == [
+        f"HOST DOWN {down}: {len(moved)} test(s) moved to other hosts of the pool on "
+        f"{', '.join(entry['workers'])} (refused the connection); start the server there or "
+        "remove it from --llm-host"
+    ]
     assert doc["run"]["digests"] == {"llama3.2": {a.url: doc["run"]["digests"]["llama3.2"][a.url]}}
 
 
