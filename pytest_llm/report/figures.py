@@ -1,6 +1,8 @@
 """Figures over finished test records: per model, per run, per worker, the hosts that were
 down, and the report document itself (:func:`build_report`). Pure functions: no pytest,
-no I/O."""
+no I/O. They read test records as the report holds them (:class:`~.document.ReportedTest`,
+or the same loaded back from a JSON file) and return the typed parts of
+:mod:`~pytest_llm.report.document`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,20 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 from ..errors import BackendUnreachable
+from .document import (
+    OUTCOMES,
+    SCHEMA,
+    HostDown,
+    ModelFigures,
+    Report,
+    ReportedTest,
+    Run,
+    Totals,
+    Worker,
+)
 
 __all__ = [
     "OUTCOMES",
@@ -19,8 +32,12 @@ __all__ = [
     "build_report",
     "down_host",
     "hosts_down",
+    "is_judge",
+    "judges",
     "model_figures",
+    "models_used",
     "percentile",
+    "report_document",
     "run_totals",
     "scored",
     "tries",
@@ -28,9 +45,8 @@ __all__ = [
     "worker_rows",
 ]
 
-SCHEMA = "pytest-llm-report/1"
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "flagged")
 _DOWN = BackendUnreachable.__name__
+_FAILING = ("failed", "error")
 _VERSIONED = ("pytest", "pytest-llm", "pytest-xdist", "ollama", "httpx")
 
 
@@ -81,6 +97,11 @@ def _sum_known(values: Iterable[int | float | None]) -> Any:
     return None if None in listed else sum(v or 0 for v in listed)
 
 
+def is_judge(call: Mapping[str, Any]) -> bool:
+    """Whether a call record is a judge's (``role: "judge"``): not part of a test's route."""
+    return call.get("role") == "judge"
+
+
 def _route(call: Mapping[str, Any]) -> list[str]:
     return list(call.get("route") or [call["model"]])
 
@@ -94,10 +115,13 @@ def _model_ms(call: Mapping[str, Any]) -> float:
     return float(call.get("total_duration_ms", call.get("duration_ms", 0.0)))
 
 
-def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, ModelFigures]:
     """Per model: see ``models`` in the schema. Every attempt is charged to the model that
     made it: its requests, latency, tokens and retries (answers of that model after its
-    first in a call); an escalation to the model that was moved on from."""
+    first in a call); an escalation to the model that was moved on from. A model's tests
+    are those whose route used it, and those that failed or errored before any answer
+    from the model they were set to ask (``model``): a server that was down lowers the
+    pass rate of the model nobody could ask."""
     attempts: dict[str, list[Mapping[str, Any]]] = {}
     retries: dict[str, int] = {}
     tested: dict[str, list[str]] = {}
@@ -113,11 +137,14 @@ def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any
                 retries[model] = retries.get(model, 0) + count - 1
             for model in _route(call)[:-1]:
                 escalations[model] = escalations.get(model, 0) + 1
-        for model in test["route"]:
+        route = test["route"] or (
+            [test["model"]] if test.get("model") and test["outcome"] in _FAILING else []
+        )
+        for model in route:
             tested.setdefault(model, []).append(test["outcome"])
         for model, value in scored(test.get("scores", []), test["llm"]):
             model_scores.setdefault(model, []).append(value)
-    figures: dict[str, dict[str, Any]] = {}
+    figures: dict[str, ModelFigures] = {}
     for model in sorted(tested.keys() | attempts.keys()):
         mine = attempts.get(model, [])
         answered = [a for a in mine if a.get("rejected") != "transport"]
@@ -156,7 +183,7 @@ def _known(attempts: Iterable[Mapping[str, Any]], key: str) -> list[float]:
     return [float(a[key]) for a in attempts if a.get(key) is not None]
 
 
-def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, Any]:
+def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> Totals:
     """Session totals: see ``totals`` in the schema. ``parallelism`` is the server's busy
     time (its own durations of the live answers) over the wall time: what the wall clock
     shows, never the client's time, which counts the wait for a slot as model time."""
@@ -207,13 +234,13 @@ def down_host(error: Mapping[str, Any] | None, host: str | None) -> str | None:
     return str(error["host"] or host or "?")
 
 
-def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, HostDown]:
     """Hosts that failed, each once: why (``reason``, the first ``message``), the tests
     whose calls moved to other hosts of the pool (``moved``, sorted ids) and how many tests
     errored with it (``tests``, refused connections), on which ``workers``."""
-    down: dict[str, dict[str, Any]] = {}
+    down: dict[str, HostDown] = {}
 
-    def entry(host: str, message: str, reason: str | None) -> dict[str, Any]:
+    def entry(host: str, message: str, reason: str | None) -> HostDown:
         return down.setdefault(
             host, {"tests": 0, "workers": [], "message": message, "reason": reason, "moved": []}
         )
@@ -240,20 +267,26 @@ def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return down
 
 
-def worker_rows(
-    tests: Iterable[Mapping[str, Any]], hosts: Mapping[str, str]
-) -> list[dict[str, Any]]:
+def worker_rows(tests: Iterable[Mapping[str, Any]], hosts: Mapping[str, str]) -> list[Worker]:
     """``run.workers``: for each xdist worker that ended its session (``hosts``: the host
     each was given, from its ``workeroutput``), its share of the tests."""
     by_worker: dict[str, list[Mapping[str, Any]]] = {worker: [] for worker in hosts}
     for test in tests:
         if test["worker"] in by_worker:
             by_worker[test["worker"]].append(test)
-    rows = []
+    rows: list[Worker] = []
     for worker in sorted(by_worker, key=_worker_order):
         totals = run_totals(by_worker[worker], wall_s=0.0)
-        shares = {key: totals[key] for key in ("tests", "llm_tests", "calls", "model_ms")}
-        rows.append({"id": worker, "host": hosts[worker], **shares})
+        rows.append(
+            {
+                "id": worker,
+                "host": hosts[worker],
+                "tests": totals["tests"],
+                "llm_tests": totals["llm_tests"],
+                "calls": totals["calls"],
+                "model_ms": totals["model_ms"],
+            }
+        )
     return rows
 
 
@@ -263,16 +296,36 @@ def build_report(
     run: Mapping[str, Any],
     ladder: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """:func:`report_document` as a plain dict (for callers that edit the document)."""
+    return dict(report_document(tests, run=run, ladder=ladder))
+
+
+def report_document(
+    tests: Sequence[Mapping[str, Any]],
+    *,
+    run: Mapping[str, Any],
+    ladder: Mapping[str, Any] | None = None,
+) -> Report:
     """The report document from finished test records, the run metadata and the ladder."""
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "run": dict(run),
+        "run": cast(Run, dict(run)),
         "totals": run_totals(tests, run["wall_s"]),
         "models": model_figures(tests),
-        "tests": list(tests),
+        "tests": [cast(ReportedTest, test) for test in tests],
         "ladder": None if ladder is None else dict(ladder),
     }
+
+
+def models_used(doc: Mapping[str, Any]) -> list[str]:
+    """The models that answered a call of the run (judges included), in name order."""
+    return [model for model, figures in doc["models"].items() if figures["calls"]]
+
+
+def judges(doc: Mapping[str, Any]) -> list[str]:
+    """The models that judged answers in the run (``llm_judge``, ``judge()``)."""
+    return sorted({model for test in doc["tests"] for model in test.get("judges", [])})
 
 
 def versions() -> dict[str, str | None]:

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
+from .. import properties
 from ..config import public_host
-from ..datasets import PROPERTY as DATASET_PROPERTY
-from ..sampling import PROPERTY as SAMPLES_PROPERTY
 from ..transcript import SECTION as TRANSCRIPT_SECTION
+from .document import (
+    OUTCOMES,
+    Call,
+    Dataset,
+    ErrorInfo,
+    Failure,
+    HostFailure,
+    Outcome,
+    ReportedTest,
+    Sample,
+    ScoreEntry,
+)
 from .figures import (
     _model_ms,
     _reasks,
@@ -22,6 +32,7 @@ from .figures import (
     _sum_known,
     _tokens_in,
     _tokens_out,
+    is_judge,
     percentile,
     scored,
 )
@@ -34,8 +45,16 @@ __all__ = [
     "split_group",
 ]
 
-#: The ``user_properties`` entry with every ``Score`` computed in a test (plugin's ``llm``).
-SCORES_PROPERTY = "llm_scores"
+SCORES_PROPERTY = properties.SCORES
+"""Kept for imports from ``pytest_llm.report``: the name lives in :mod:`pytest_llm.properties`."""
+
+#: Where each ``user_properties`` entry goes in a record.
+_PARTS = {
+    properties.CALLS: "calls",
+    properties.SAMPLES: "samples",
+    properties.DATASETS: "datasets",
+    properties.SCORES: "scores",
+}
 
 
 @dataclass
@@ -50,20 +69,22 @@ class TestRecord:
     duration_s: float = 0.0
     worker: str | None = None
     host: str | None = None
-    error: dict[str, Any] | None = None
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    datasets: list[dict[str, Any]] = field(default_factory=list)
-    scores: list[dict[str, Any]] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    calls: list[Call] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    scores: list[ScoreEntry] = field(default_factory=list)
     reruns: int = 0
-    failure: dict[str, Any] | None = None
-    rerun_failures: list[dict[str, Any]] = field(default_factory=list)
+    failure: Failure | None = None
+    rerun_failures: list[Failure] = field(default_factory=list)
     flag: str | None = None
     """Why the test is flagged (``on_low_quality="flag"``): its outcome is then ``flagged``."""
     rung_failed: bool = False
     """A failing rung of the model ladder (``pytest_llm.ladder``), forgiven if another passed."""
-    moved_from: list[dict[str, Any]] = field(default_factory=list)
+    moved_from: list[HostFailure] = field(default_factory=list)
     """The hosts of the pool that failed the test's calls (which then moved), once each."""
+    configured_model: str | None = None
+    """The model the test was set to ask (its ``llm`` settings), for a test with no answer."""
 
     def update(self, report: pytest.TestReport) -> None:
         """Fold in one phase's report. Under pytest-rerunfailures every run's reports arrive
@@ -79,8 +100,10 @@ class TestRecord:
         elif report.failed and self.failure is None:
             self.failure = failure_info(report)
         self.worker = getattr(report, "worker_id", None) or self.worker
-        host = getattr(report, "llm_host", None)
-        self.host = public_host(host) if host else self.host
+        self.group = getattr(report, "llm_group", None) or self.group
+        self.configured_model = getattr(report, "llm_model", None) or self.configured_model
+        served = getattr(report, "llm_host", None)
+        self.host = public_host(served) if served else self.host
         for move in getattr(report, "llm_moved", None) or ():  # a host pool's failovers
             failed = public_host(move["host"])
             if all(m["host"] != failed for m in self.moved_from):
@@ -94,7 +117,12 @@ class TestRecord:
                 )
         error = getattr(report, "llm_error", None)
         if error is not None:
-            self.error = {**error, "host": public_host(error["host"]) if error["host"] else None}
+            host = error["host"]
+            self.error = {
+                "type": error["type"],
+                "host": public_host(host) if host else None,
+                "message": error["message"],
+            }
         xfail = hasattr(report, "wasxfail")
         if report.when not in ("setup", "teardown"):  # the call, or "???" for a crashed worker
             self.duration_s = report.duration
@@ -114,24 +142,21 @@ class TestRecord:
             if report.failed and not rerun and self.outcome not in ("failed", "error"):
                 self.outcome = "error"
             for name, value in report.user_properties:
-                if name == "llm":
-                    self.calls.extend(json.loads(str(value)))
-                elif name == SAMPLES_PROPERTY:
-                    self.samples.extend(json.loads(str(value)))
-                elif name == DATASET_PROPERTY:
-                    self.datasets.extend(json.loads(str(value)))
-                elif name == SCORES_PROPERTY:
-                    self.scores.extend(json.loads(str(value)))
+                part = _PARTS.get(name)
+                if part is not None:
+                    getattr(self, part).extend(json.loads(str(value)))
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> ReportedTest:
+        """The test's entry of the report (``tests[]``)."""
         calls = self.calls
-        ttfts = [c["ttft_ms"] for c in calls if c.get("ttft_ms") is not None]
+        asked = [c for c in calls if not is_judge(c)]
+        ttfts = [float(t) for c in calls if (t := c.get("ttft_ms")) is not None]
         scores = [value for _, value in scored(self.scores, calls)]  # accepted answers only
         runs = sum(s["runs"] for s in self.samples)
         return {
             "nodeid": self.nodeid,
             "group": self.group,
-            "outcome": self.outcome or "error",  # no call report: the run stopped in the middle
+            "outcome": _outcome(self.outcome),
             "duration_s": round(self.duration_s, 4),
             "worker": self.worker,
             "host": self.host,
@@ -142,8 +167,9 @@ class TestRecord:
             "rerun_failures": self.rerun_failures,
             "flag": self.flag,
             "rung_failed": self.rung_failed,
-            "model": calls[0]["model"] if calls else None,
-            "route": list(dict.fromkeys(m for c in calls for m in _route(c))),
+            "model": asked[0]["model"] if asked else self.configured_model,
+            "route": list(dict.fromkeys(m for c in asked for m in _route(c))),
+            "judges": list(dict.fromkeys(c["model"] for c in calls if is_judge(c))),
             "calls": len(calls),
             "attempts": sum(c.get("attempts", 1) for c in calls),
             "retries": sum(c.get("retries", 0) for c in calls),
@@ -163,11 +189,16 @@ class TestRecord:
         }
 
 
+def _outcome(found: str | None) -> Outcome:
+    """The one-word outcome; no call report (the run stopped in the middle) is an error."""
+    return next((o for o in OUTCOMES if o == found), "error")
+
+
 #: How much of a failure message a record keeps (the transcript's own cuts apply first).
 _FAILURE_CHARS = 4000
 
 
-def failure_info(report: pytest.TestReport) -> dict[str, Any]:
+def failure_info(report: pytest.TestReport) -> Failure:
     """Why a phase failed: ``{"when", "message", "transcript"}``, each bounded. ``message``
     is the exception as pytest shows it (a quality failure's holds the prompt and every
     attempt), ``transcript`` the test's model calls (the ``llm calls`` section) or null."""
@@ -185,7 +216,7 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
-def error_info(exc: BaseException) -> dict[str, Any]:
+def error_info(exc: BaseException) -> ErrorInfo:
     """What a report carries about an infrastructure error (it travels to the controller)."""
     host = getattr(exc, "host", None)
     return {"type": type(exc).__name__, "host": host, "message": str(exc)[:500]}

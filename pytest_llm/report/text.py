@@ -7,20 +7,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..baseline import Comparison
+from ..datasets import confusion_lines
+from ..datasets import describe as describe_dataset
 from ..sampling import describe
 from ..transcript import SECTION as TRANSCRIPT_SECTION
-from .figures import _DOWN, OUTCOMES, _worker_order
+from .figures import _DOWN, OUTCOMES, _worker_order, judges
 
 __all__ = [
+    "CASE_ROWS",
     "answers_text",
     "calls_text",
+    "case_details",
+    "case_lines",
     "columns",
+    "dataset_title",
     "down_lines",
     "fmt",
     "gate_title",
     "host_lines",
     "model_rows",
     "model_time",
+    "models_text",
     "outcome_counts",
     "parallelism",
     "reask_lines",
@@ -83,6 +90,19 @@ def columns(
         ).rstrip()
         for row in [header, *rows]
     ]
+
+
+def models_text(doc: Mapping[str, Any]) -> str:
+    """The models the run asked, then its judges, then the default setting when no test
+    used it: ``models tiny, big · judge qwen3 · default llama3.2 (not used)``."""
+    default = doc["run"]["model"]
+    asked = [m for m in doc["models"] if any(m in t["route"] for t in doc["tests"])]
+    judged = judges(doc)
+    parts = [f"model{'' if len(asked) == 1 else 's'} {', '.join(asked)}" if asked else ""]
+    parts.append(f"judge{'' if len(judged) == 1 else 's'} {', '.join(judged)}" if judged else "")
+    if default not in asked:
+        parts.append(f"default {default} ({'not used' if asked else 'no model answered'})")
+    return " · ".join(p for p in parts if p)
 
 
 def outcome_counts(totals: Mapping[str, Any]) -> str:
@@ -219,10 +239,60 @@ def score_lines(test: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def test_details(test: Mapping[str, Any]) -> list[tuple[str, str]]:
+#: How many cases of a dataset the HTML and Markdown reports show (failed ones first).
+CASE_ROWS = 200
+
+
+def dataset_title(dataset: Mapping[str, Any]) -> str:
+    """``dataset: 7/9 cases passed: accuracy 78% (95% CI 45%-94%), min_accuracy 80%: FAILED``."""
+    return f"dataset: {describe_dataset(dataset)}: {'passed' if dataset['passed'] else 'FAILED'}"
+
+
+def case_details(
+    dataset: Mapping[str, Any], *, limit: int = CASE_ROWS
+) -> list[tuple[Mapping[str, Any], list[tuple[str, str]]]]:
+    """A dataset's cases, failed first (then in case order), at most ``limit``, each with
+    its (title, text) blocks: for a failed case why (reason; expected and predicted for a
+    labelled case), its output and its score; none for a passed case."""
+    cases = sorted(dataset.get("results", []), key=lambda c: bool(c["passed"]))[:limit]
+    shown: list[tuple[Mapping[str, Any], list[tuple[str, str]]]] = []
+    for case in cases:
+        blocks: list[tuple[str, str]] = []
+        if not case["passed"]:
+            if case.get("reason"):
+                blocks.append(("why it failed", str(case["reason"])))
+            if case.get("expected") is not None or case.get("predicted") is not None:
+                expected, predicted = case.get("expected"), case.get("predicted")
+                blocks.append(("label", f"expected {expected!r}, predicted {predicted!r}"))
+            if case.get("output") is not None:
+                blocks.append(("output", str(case["output"])))
+            if case.get("score") is not None:
+                blocks.append(("score", f"{float(case['score']):.2f}"))
+        shown.append((case, blocks))
+    return shown
+
+
+def case_lines(dataset: Mapping[str, Any], *, limit: int = CASE_ROWS) -> list[str]:
+    """One line per case, failed first: ``FAILED t3 [tiny] score 0.40: reason``."""
+    lines = []
+    for case, _ in case_details(dataset, limit=limit):
+        verdict = "passed" if case["passed"] else "FAILED"
+        model = f" [{case['model']}]" if case.get("model") else ""
+        score = "" if case.get("score") is None else f" score {float(case['score']):.2f}"
+        reason = f": {case['reason']}" if case.get("reason") and not case["passed"] else ""
+        lines.append(f"{verdict} {case['id']}{model}{score}{reason}")
+    hidden = len(dataset.get("results", [])) - limit
+    if hidden > 0:
+        lines.append(f"{hidden} more case(s) in the JSON report (--llm-report)")
+    return lines
+
+
+def test_details(test: Mapping[str, Any], *, cases: int = CASE_ROWS) -> list[tuple[str, str]]:
     """Why a test ended as it did, as (title, text) blocks for the HTML and Markdown reports:
-    its failure message, its model calls, earlier runs' failures (reruns), its scores and
-    its pass rates. Texts are bounded when recorded; renderers escape them."""
+    its failure message, its model calls, earlier runs' failures (reruns), its scores, its
+    pass rates and its datasets (accuracy, confusion table, and one line per case for up to
+    ``cases`` of them, failed first: the HTML report shows cases as rows instead). Texts are bounded
+    when recorded; renderers escape them."""
     blocks: list[tuple[str, str]] = []
     failure = test.get("failure")
     if failure:
@@ -237,6 +307,9 @@ def test_details(test: Mapping[str, Any]) -> list[tuple[str, str]]:
     if test.get("samples"):
         rates = [f"{'passed' if s['passed'] else 'FAILED'}: {describe(s)}" for s in test["samples"]]
         blocks.append(("pass rate", "\n".join(rates)))
+    for dataset in test.get("datasets", []):
+        lines = confusion_lines(dataset) + (case_lines(dataset, limit=cases) if cases else [])
+        blocks.append((dataset_title(dataset), "\n".join(lines) or "each case is a row below"))
     return blocks
 
 
