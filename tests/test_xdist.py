@@ -64,6 +64,7 @@ def test_a_host_pool_serves_every_worker_from_both_servers(
     doc = json.loads(report.read_text())
     assert doc["run"]["hosts"] == [a.url, b.url]
     assert {t["host"] for t in doc["tests"]} == {a.url, b.url}  # the host that answered it
+    assert [w["host"] for w in doc["run"]["workers"]] == [f"{a.url},{b.url}"] * 4  # the pool
     per_host = {
         url: sum(t["calls"] for t in doc["tests"] if t["host"] == url) for url in (a.url, b.url)
     }

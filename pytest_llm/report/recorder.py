@@ -145,10 +145,11 @@ class Recorder:
     # used by pytest_llm.xdist -----------------------------------------------------------
 
     def worker_output(self) -> dict[str, Any]:
-        """What only this worker knows (its ``workeroutput``): its host, the model digests."""
+        """What only this worker knows (its ``workeroutput``): its hosts (a host pool's, every
+        one, comma-separated: each call took the one it was given), the model digests."""
         return {
             "id": self.worker_id,
-            "host": public_host(self.settings.host),
+            "host": ",".join(self.hosts),
             "digests": self._digests() if self._wants_files() else {},
         }
 
