@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llm.report import percentile
+from pytest_llm.report import COMPATIBLE, SCHEMA, percentile
 from pytest_llm.testing import FakeOllama, RecordedRequest
+from tests.report_schema import problems
 
 SUITE = """
 import pytest
@@ -198,6 +199,7 @@ def test_three_shards_merge_to_the_figures_of_the_whole_run(runs: Runs) -> None:
     rungs = [i for i, s in enumerate(shards) for t in s["tests"] if "test_ladder[" in t["nodeid"]]
     assert len(set(rungs)) == 2  # the ladder is merged from two shards' parts
 
+    assert problems(merged) == []  # a report of the published schema, as a run's
     assert figures(merged["totals"]) == figures(whole["totals"])
     assert merged["totals"]["tests"] == TESTS and merged["totals"]["failed"] == 2
     assert merged["models"].keys() == whole["models"].keys() == {"llama3.2", "small"}
@@ -426,6 +428,25 @@ def test_a_report_of_another_schema_version_is_an_error(runs: Runs) -> None:
     first = merge_error(runs, runs.shards[0], old, runs.shards[2])
     assert first.startswith("pytest-llm: error: shard='old.json' ")
     assert "(schema 'pytest-llm-report/0'" in first
+
+
+def test_shards_of_two_schema_versions_are_an_error_and_an_older_one_is_refused(
+    runs: Runs,
+) -> None:
+    """A report of an older schema (one the gate still reads as a baseline) cannot be merged
+    with this version's, nor merged alone: its records may lack what the figures need."""
+    (older_schema,) = COMPATIBLE
+    doc = load(runs, runs.shards[1])
+    older = _variant(runs, "shard-2/v1.json", json.dumps({**doc, "schema": older_schema}))
+    assert merge_error(runs, runs.shards[0], older, runs.shards[2]) == (
+        f"pytest-llm: error: shard reports differ in schema: {SCHEMA!r} in {runs.shards[0]}, "
+        f"{runs.shards[2]}; {older_schema!r} in {older}; merge the reports of one split run "
+        "(the same command and settings in every shard)"
+    )
+    assert merge_error(runs, older) == (
+        f"pytest-llm: error: the shard reports are {older_schema!r} and this pytest-llm "
+        f"writes {SCHEMA!r}: merge them with the pytest-llm that wrote them"
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncated", "no llm records", "a worker without id", "empty"])
