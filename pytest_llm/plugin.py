@@ -25,6 +25,8 @@ from .dataset_hooks import DatasetSummary, case_report, report_cases, select_cas
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .flags import flag_reason
 from .harness import Harness
+from .health import add_ini as add_health_ini
+from .health import check_reachable
 from .junit import JUnitErrors
 from .ladder import LADDER_KEYS, RUNG_FIXTURE, call_settings, ladder_of
 from .ladder import PROPERTY as LADDER_PROPERTY
@@ -102,6 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(f"llm_{suffix}", help_text, type=_ini_type(convert), default=None)
     _add_cassette_and_snapshot_options(parser, group)
     _add_ladder_options(parser, group)
+    add_health_ini(parser)  # llm_check_host
     group.addoption(
         "--llm-live",
         dest="llm_live",
@@ -259,6 +262,7 @@ def llm(
 ) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
     session = session_of(request.config)
+    check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
     harness = Harness(
         llm_config,
         backend=lambda c: _backend(request.config, c, _llm_cassette, request.node.nodeid),
@@ -344,6 +348,8 @@ def llm_proxy(
     subprocess) reach the test's backend through it, recorded and reported as ``llm``'s."""
     from .proxy import LLMProxy
 
+    session = session_of(request.config)
+    check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
     backend = _backend(request.config, llm_config, _llm_cassette, request.node.nodeid)
     proxy = LLMProxy(
         url=_llm_proxy_server.url,

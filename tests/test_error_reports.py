@@ -76,7 +76,8 @@ def test_an_infrastructure_error_is_an_error_in_junit_xml_too(
             assert verdict is not None
             verdicts[case.get("name")] = (tags[0], verdict.get("message", "").split(":")[0])
     assert verdicts == {
-        "test_server_down": ("error", "BackendUnreachable"),
+        # a server down is found at setup (pytest_llm.health): an error for every reporter
+        "test_server_down": ("error", 'failed on setup with "BackendUnreachable'),
         "test_model_missing": ("error", "ModelNotFound"),
         "test_broken_check": ("error", "pytest_llm.errors.CheckError"),
         "test_wrong_answer": ("failure", "AssertionError"),
