@@ -50,6 +50,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
+from . import properties
 from ._files import write_text_atomic
 from .backends import Backend, ChatRequest, model_identity
 from .config import ini_path
@@ -67,7 +68,7 @@ __all__ = [
 
 MODES = ("off", "none", "verify", "once", "new_episodes", "all")
 #: The ``user_properties`` name under which a test's cassette events travel (re-recordings).
-PROPERTY = "llm_cassette"
+PROPERTY = properties.CASSETTE
 #: The modes that replay only (they never call the model).
 _REPLAY_ONLY = ("none", "verify")
 #: The value of the ``pytest_llm_cassette`` field: the version of the file format.

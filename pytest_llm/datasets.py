@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import properties
 from ._text import shorten
 from .errors import ConfigError
 from .sampling import required_passes, wilson_interval
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 #: The ``user_properties`` name under which a dataset test's summary travels.
-PROPERTY = "llm_dataset"
+PROPERTY = properties.DATASETS
 #: How many failed cases a failure message shows (the rest are counted).
 SHOWN_FAILURES = 10
 _SHOWN = 300

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from . import properties
 from .errors import ConfigError, LLMError
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 #: The fixture parametrized with the rung's model.
 RUNG_FIXTURE = "_llm_rung"
 #: The ``user_properties`` name of a rung: ``{"test", "model", "ladder"}``.
-PROPERTY = "llm_rung"
+PROPERTY = properties.RUNG
 _MODULE_PATH = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*:)")
 #: How a ladder is ordered (``--llm-ladder-order``).
 ORDERS = ("given", "size")

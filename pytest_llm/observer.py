@@ -16,8 +16,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .datasets import PROPERTY as DATASET_PROPERTY
-from .sampling import PROPERTY as SAMPLES_PROPERTY
+from . import properties
 
 if TYPE_CHECKING:
     from .datasets import Case, DatasetResult
@@ -35,9 +34,9 @@ __all__ = [
 ]
 
 #: The ``user_properties`` names a test's observer writes: calls, scores, samples, datasets.
-CALLS_PROPERTY = "llm"
-SCORES_PROPERTY = "llm_scores"
-PROPERTIES = (CALLS_PROPERTY, SCORES_PROPERTY, SAMPLES_PROPERTY, DATASET_PROPERTY)
+CALLS_PROPERTY = properties.CALLS
+SCORES_PROPERTY = properties.SCORES
+PROPERTIES = (CALLS_PROPERTY, SCORES_PROPERTY, properties.SAMPLES, properties.DATASETS)
 
 
 class Observer:

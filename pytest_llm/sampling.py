@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from . import properties
 from .config import HarnessConfig
 from .result import LLMResult
 
@@ -33,7 +34,7 @@ __all__ = [
 #: The two-sided 95% normal quantile.
 Z_95 = 1.959963984540054
 #: The ``user_properties`` name under which a test's sampling summaries travel.
-PROPERTY = "llm_samples"
+PROPERTY = properties.SAMPLES
 
 
 def wilson_interval(passes: int, runs: int, z: float = Z_95) -> tuple[float, float]:

@@ -140,6 +140,14 @@ def test_one_owner_for_the_user_properties_names() -> None:
     assert SCORES_PROPERTY == properties.SCORES == "llm_scores"
     assert (sampling.PROPERTY, datasets.PROPERTY) == (properties.SAMPLES, properties.DATASETS)
     assert (cassettes.PROPERTY, ladder.PROPERTY) == (properties.CASSETTE, properties.RUNG)
+    package = Path(properties.__file__).parent
+    spelled = {  # a module naming an entry spells it through pytest_llm.properties
+        path.name
+        for path in package.rglob("*.py")
+        if path.name != "properties.py"
+        and re.search(r"""^\w*PROPERTY\w* = ["']""", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert spelled == set()
 
 
 # --- item 5: run facts ----------------------------------------------------------------------
