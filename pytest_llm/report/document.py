@@ -214,17 +214,27 @@ class ReportedTest(TypedDict):
     group: str | None
     """The test's ``xdist_group`` (``@pytest.mark.xdist_group("db")``), else null."""
     outcome: Outcome
+    """One word even when pytest counts two (a failed test whose teardown errors is
+    ``failed``); ``flagged``: ``on_low_quality="flag"`` (the reason in ``flag``)."""
     duration_s: float
+    """The test's call phase."""
     worker: str | None
+    """The xdist worker (``gw0``), null without xdist."""
     host: str | None
+    """The host that answered the test."""
     error: ErrorInfo | None
+    """An infrastructure error (the outcome is then ``error``)."""
     moved_from: list[HostFailure]
     """The hosts of the pool that failed its calls, each once (see ``HostFailure``)."""
     failure: Failure | None
+    """Why it failed or errored (message and model calls), null when it did not."""
     reruns: int
+    """Runs repeated by pytest-rerunfailures; each run's calls count once."""
     rerun_failures: list[Failure]
+    """The failure of each repeated run: a pass at the second try is not a clean pass."""
     flag: str | None
     rung_failed: bool
+    """A failing rung of the model ladder, forgiven if another rung passed."""
     model: str | None
     """The model of the first call; for a test that made none, the model it was set to."""
     route: list[str]
@@ -232,21 +242,34 @@ class ReportedTest(TypedDict):
     judges: list[str]
     """The models that judged its answers."""
     calls: int
+    """Model calls (one ``LLMResult`` each), judges' included."""
     attempts: int
+    """Requests over every call (retries, re-asks and escalations included)."""
     retries: int
     reasks: int
+    """Answers asked for again after a rejection (invalid, check, low score), over the
+    accepted calls: a passed test with ``reasks`` is shown ``passed after N re-asks``."""
     tokens_in: int | None
+    """Over every attempt; null when a server reported no usage (llama.cpp streaming)."""
     tokens_out: int
     model_ms: float
+    """Client time over every call and attempt (a wait for a free slot included)."""
     latency_ms: float | None
+    """Median over the test's calls."""
     ttft_ms: float | None
+    """Median time to the first token over the test's calls."""
     score: float | None
+    """Mean of the scores of its accepted answers (``llm.score``, ``assert_score`` too)."""
     pass_rate: float | None
+    """Passes over runs of its ``llm.sample()`` calls (each with its interval in
+    ``samples``), null without any."""
     cached: bool
+    """Every call was replayed from a cassette."""
     llm: list[Call]
     samples: list[Sample]
     datasets: list[Dataset]
     scores: list[ScoreEntry]
+    """Every score computed; a rejected answer's has ``attempt: "rejected"``."""
 
 
 class HostDown(TypedDict):
@@ -290,8 +313,11 @@ class Run(TypedDict):
 
 
 class Totals(TypedDict):
+    """The run's totals over every test (every attempt of every call)."""
+
     tests: int
     llm_tests: int
+    """Tests that called a model (or errored trying)."""
     passed: int
     failed: int
     errors: int
@@ -302,7 +328,9 @@ class Totals(TypedDict):
     rung_failed: int
     reruns: int
     calls: int
+    """Chat calls (one ``LLMResult`` each)."""
     requests: int
+    """Backend requests: every attempt of every call."""
     tokens_in: int | None
     tokens_out: int
     retries: int
@@ -311,15 +339,25 @@ class Totals(TypedDict):
     reasks: int
     model_ms: float
     server_ms: float | None
+    """The server's own time (prompt evaluation, generation, load) of the live answers;
+    null when it tells none (OpenAI-compatible servers)."""
     queue_ms: float | None
+    """Time the live requests waited for a slot at the server."""
     parallelism: float | None
+    """``server_ms`` over the wall time: never more than the server's slots did; null
+    when every call was replayed or the server tells no durations."""
 
 
 class ModelFigures(TypedDict):
+    """One model's figures: every attempt is charged to the model that made it."""
+
     tests: int
+    """Tests whose route used it, and tests that failed or errored before any answer
+    from it as the model they were set to ask."""
     passed: int
     pass_rate: float | None
     calls: int
+    """Requests to it (every attempt)."""
     mean_score: float | None
     p50_ms: float | None
     p95_ms: float | None
@@ -327,11 +365,17 @@ class ModelFigures(TypedDict):
     p50_server_ms: float | None
     p50_queue_ms: float | None
     p50_decode_ms: float | None
+    """``p50_ms`` and ``p95_ms`` per answer on the client (a wait for a slot included);
+    ``p50_server_ms`` the server's prompt evaluation and generation, ``p50_queue_ms`` the
+    wait there (Ollama); ``p50_decode_ms`` first token to last, on the client."""
     tokens_in: int | None
     tokens_out: int
     retries: int
+    """Its answers after its first one in a call."""
     escalations: int
+    """Calls that moved on from it to the next model of ``escalate_to``."""
     cached: int
+    """Its answers replayed from a cassette."""
 
 
 class Report(TypedDict):

@@ -321,7 +321,8 @@ def _details(test: Mapping[str, Any], width: int) -> str:
     if not blocks:
         return ""
     failing = test["outcome"] in ("failed", "error")
-    summary = "why it failed" if failing else "scores and details"
+    details = "dataset and details" if test.get("datasets") else "scores and details"
+    summary = "why it failed" if failing else details
     body = "".join(f"<b>{escape(title)}</b><pre>{escape(text)}</pre>" for title, text in blocks)
     return (
         f'<tr class="details"><td colspan="{width}"><details{" open" if failing else ""}>'
