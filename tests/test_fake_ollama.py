@@ -464,6 +464,31 @@ def test_parallel_slots_hold_the_others_back() -> None:
     assert len(errors) == 4  # two hung, two waiting for a slot: all ended by stop()
 
 
+def test_a_burst_of_connections_is_taken_at_once() -> None:
+    # With socketserver's listen backlog of 5, the kernel dropped the SYNs of a burst and
+    # the clients retried them after 1 s (the first retransmission): 64 connects took 1.03 s.
+    # A connection is the kernel's work, not a thread's: under load they take milliseconds.
+    n = 64
+    barrier = threading.Barrier(n)
+    took: list[float] = []
+
+    def connect(port: int) -> None:
+        barrier.wait()
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            took.append(time.monotonic() - started)
+            time.sleep(0.3)  # held open while the others connect
+
+    with FakeOllama() as fake:
+        threads = [threading.Thread(target=connect, args=(fake.port,)) for _ in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(took) == n
+    assert max(took) < 0.9  # no SYN had to be sent again
+
+
 def test_without_parallel_limit_requests_run_together() -> None:
     fake = FakeOllama(Reply(hang=True)).start()
     errors = hold_slots(fake, 3, until=lambda: fake.in_flight == 3)

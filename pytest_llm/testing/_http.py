@@ -40,6 +40,9 @@ class Abort(Exception):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # FakeOllama.stop() joins the handler threads itself, with a deadline
+    # the listen backlog: socketserver's 5 made a burst of connections (xdist workers, llm.map)
+    # wait 1 s for the kernel to retry their SYN; Ollama's Go server takes the system's maximum
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, fake: FakeOllama, handler: type[Handler]) -> None:
         self.fake = fake
