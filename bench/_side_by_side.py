@@ -121,8 +121,10 @@ def run(
 
 
 def pytest_args(*options: str) -> list[str]:
-    """``python -m pytest`` in this interpreter, quiet, with no cache directory written."""
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options]
+    """``python -m pytest`` in this interpreter, quiet, with no cache directory written and
+    without pytest-sugar (a terminal reporter that may be installed, with its own cost)."""
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:sugar",
+            *options]  # fmt: skip
 
 
 #: Where the sessions' bytecode goes: compiled once, as an installed package has its ``.pyc``

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,27 +21,26 @@ from .config import (
     config_field_names,
     public_host,
 )
-from .dataset_hooks import DatasetSummary, case_report, report_cases, select_cases
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .flags import flag_reason
-from .harness import Harness
 from .health import add_ini as add_health_ini
 from .health import check_reachable
 from .junit import JUnitErrors
 from .ladder import LADDER_KEYS, RUNG_FIXTURE, call_settings, ladder_of
 from .ladder import PROPERTY as LADDER_PROPERTY
-from .observer import PROPERTIES, TestObserver
 from .report import error_info, selects_part
-from .sampling import ignored_settings
-from .scoring import activated
 from .session import SESSION_KEY, LLMSession, session_of
 from .transcript import SECTION, LiveLog, transcript
 from .xdist import XdistHooks, worker_id
 
+if TYPE_CHECKING:  # imported where used: a suite that never uses llm never loads them
+    from .harness import Harness
+    from .observer import TestObserver
+
 #: The resolved settings of an item's ``llm_config`` (the run report names its host).
 ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
 #: The observer of an item's model calls, until its teardown report (the llm calls section).
-OBSERVER_KEY = pytest.StashKey[TestObserver]()
+OBSERVER_KEY = pytest.StashKey["TestObserver"]()
 #: The item's ``llm_proxy`` (a ``pytest_llm.LLMProxy``), whose fault is the test's error.
 PROXY_KEY = pytest.StashKey[Any]()
 #: Set on an item whose setup or call ended in an infrastructure error.
@@ -147,6 +146,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session.ladder, "llm-ladder")
     config.pluginmanager.register(JUnitErrors(config), "llm-junit")  # <error>, not <failure>
     if not worker:  # the llm datasets section, from the reports (the workers' too)
+        from .dataset_hooks import DatasetSummary
+
         config.pluginmanager.register(DatasetSummary(), "llm-datasets")
     if config.getoption("llm_live"):
         session.live = _live_log(config)
@@ -240,6 +241,9 @@ def _llm_observer(
     ``llm_proxy``; what it saw goes into the test's report at teardown."""
     node = request.node
     live = session_of(request.config).live
+    from .dataset_hooks import report_cases, select_cases
+    from .observer import PROPERTIES, TestObserver
+
     observer = TestObserver(
         live=None if live is None else lambda n, result: live(node.nodeid, n, result),
         dataset=lambda outcome: report_cases(request, outcome, llm_config.on_low_quality),
@@ -261,6 +265,10 @@ def llm(
     _llm_observer: TestObserver,
 ) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
+    from .harness import Harness
+    from .sampling import ignored_settings
+    from .scoring import activated
+
     session = session_of(request.config)
     check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
     harness = Harness(
@@ -466,6 +474,8 @@ def pytest_runtest_makereport_shows_calls(
     beside captured output); they are dropped with the teardown report."""
     report = yield
     observer = item.stash.get(OBSERVER_KEY, None)
+    from .dataset_hooks import case_report
+
     if case_report(item, report):  # a dataset's case: its own calls only (dataset_hooks)
         return report
     if observer is not None and observer.results and report.failed:
