@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
@@ -101,20 +100,15 @@ def run(pytester: pytest.Pytester, fake: FakeOllama, *args: str) -> pytest.RunRe
 
 
 def test_async_tests_run_the_same_loop(pytester: pytest.Pytester, fake: FakeOllama) -> None:
-    result = run(pytester, fake, "-s", "--junitxml=junit.xml")
+    result = run(pytester, fake, "-s", "--llm-report=report.json")
     result.assert_outcomes(passed=5)
     # the re-ask after invalid JSON: the sync loop's, reached through achat
     result.stdout.fnmatch_lines(["*RETRIES 1 ROUTE ('small',)*"])
     chats = [r for r in fake.requests if r.path == "/api/chat"]
     assert len(chats) == 2 + 1 + 4 + 2 + 3 + 2
-    # each test's calls are in its report, as a sync test's are
-    tree = ET.parse(pytester.path / "junit.xml")
-    calls = {
-        case.get("name"): len(json.loads(prop.get("value") or "[]"))
-        for case in tree.iter("testcase")
-        for prop in case.iter("property")
-        if prop.get("name") == "llm"
-    }
+    # each test's calls are in the run report, as a sync test's are
+    doc = json.loads((pytester.path / "report.json").read_text())
+    calls = {t["nodeid"].split("::")[-1]: t["calls"] for t in doc["tests"]}
     assert calls == {
         "test_achat_validates_and_reasks": 1,
         "test_the_event_loop_runs_while_a_call_waits": 1,
