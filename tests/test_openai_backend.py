@@ -74,6 +74,14 @@ def test_streamed_answer_with_usage_and_ttft(fake: FakeOllama, backend: OpenAIBa
     assert fake.requests[-1].stream is True
 
 
+def test_calls_reuse_one_connection(fake: FakeOllama, backend: OpenAIBackend) -> None:
+    """A streamed answer is read to its end, past ``[DONE]``, so the next call takes the same
+    connection (httpx drops one whose response was left unread: a new connect per call)."""
+    for _ in range(5):
+        assert backend.chat(request()).content == "ok"
+    assert fake.connections_accepted == 1
+
+
 def test_the_request_maps_every_setting(fake: FakeOllama, backend: OpenAIBackend) -> None:
     backend.chat(
         request(temperature=0.3, seed=7, max_tokens=50, keep_alive="5m", options={"top_p": 0.9})

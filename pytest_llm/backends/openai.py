@@ -240,10 +240,12 @@ class OpenAIBackend:
                 response.read()
                 raise _HTTPStatusError(response.status_code, _error_text(response))
             # every line counts against the deadline: keep-alive comments too
+            # read to the end of the body, past [DONE], so the connection can serve the
+            # next call (httpx drops a connection whose response was left unread)
             for data in sse_events(deadline.within(response.iter_lines())):
-                if data == "[DONE]":
+                if done or data == "[DONE]":
                     done = True
-                    break
+                    continue
                 event = json.loads(data)
                 if not isinstance(event, dict):
                     raise ValueError(f"a stream event is JSON but not an object: {data[:80]!r}")

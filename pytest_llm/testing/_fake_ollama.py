@@ -181,6 +181,8 @@ class FakeOllama:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self.connections_accepted = 0
+        """TCP connections the server took so far (a client that reuses one counts it once)."""
         self._loaded: dict[str, None] = {}
         self._started_at = now()
         self._script: Script = compile_script("ok")
@@ -308,6 +310,7 @@ class FakeOllama:
             if self._stop_event.is_set():
                 return False
             self._connections[connection] = threading.current_thread()
+            self.connections_accepted += 1
             return True
 
     def _unregister(self, connection: socket.socket) -> None:
