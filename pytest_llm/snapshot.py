@@ -358,9 +358,11 @@ def file_stem(name: str, whole: str) -> str:
     """The file name (without ``.llm.txt``) of the snapshot syrupy calls ``name``.
 
     ``whole`` is the name before syrupy left out the characters a file name cannot hold
-    and cut it to 247: a long name is hashed from it, so distinct tests get distinct files.
+    (``/ \\ : * ? " < > |``, control characters) and cut it to 247. A name syrupy kept
+    whole and short is its file's name; any other is hashed from ``whole``, so distinct
+    tests get distinct files (``test_x[a/b]`` and ``test_x[ab]`` would share one).
     """
-    if len(name.encode("utf-8")) <= _KEPT_STEM_BYTES:
+    if name == whole and len(name.encode("utf-8")) <= _KEPT_STEM_BYTES:
         return name
     return hashed_name(whole, keep=name, limit=_HASHED_STEM_BYTES)
 

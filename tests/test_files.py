@@ -175,3 +175,24 @@ def test_long_test_ids_are_snapshotted_under_bounded_distinct_names(
     update.assert_outcomes(passed=4, failed=1)
     assert "deleted" not in update.stdout.str() and "unused" not in update.stdout.str()
     assert names(folder) == files
+
+
+def test_ids_syrupy_would_write_to_one_file_get_two(pytester: pytest.Pytester) -> None:
+    """syrupy drops ``/`` from a file name: ``[a/b]`` and ``[ab]`` were one snapshot file, so
+    one test compared its answer with the other's."""
+    pytester.makepyfile(
+        test_ids="""
+        import pytest
+
+        @pytest.mark.parametrize("case", ["a/b", "ab"])
+        def test_snap(llm_snapshot, case):
+            assert f"answer for {case}" == llm_snapshot
+        """
+    )
+    created = pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update")
+    created.assert_outcomes(passed=2)
+    files = names(pytester.path / SNAPSHOTS / "test_ids")
+    assert len(files) == 2 and "test_snap[ab].llm.txt" in files, files
+    again = pytester.runpytest("-p", "no:cacheprovider")
+    again.assert_outcomes(passed=2)
+    again.stdout.fnmatch_lines(["*2 snapshots passed*"])
