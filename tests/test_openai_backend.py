@@ -608,7 +608,10 @@ def test_session_results_in_junit_xml(pytester: pytest.Pytester, fake: FakeOllam
     pytester.makepyfile(TEST_FILE)
     fake.script(Reply(content=VALID, tokens_in=20, tokens_out=9))
     junit = pytester.path / "junit.xml"
-    run(pytester, fake, f"--junitxml={junit}").assert_outcomes(passed=1)
+    # per-testcase properties are xunit1's (pytest's default xunit2 has none)
+    run(pytester, fake, f"--junitxml={junit}", "-o", "junit_family=xunit1").assert_outcomes(
+        passed=1
+    )
     prop = ET.parse(junit).find(".//property[@name='llm']")
     assert prop is not None
     (record,) = json.loads(prop.attrib["value"])
