@@ -80,8 +80,6 @@ _POLL = 0.02
 #: Whether slots can be lock files shared by processes (not on Windows, where each xdist
 #: worker gets its share of every host's slots instead).
 _HAS_FLOCK = importlib.util.find_spec("fcntl") is not None
-#: The key of the slot directory in an xdist worker's ``workerinput``.
-WORKERINPUT_KEY = "pytest_llm_slots"
 
 _ON_MOVE: ContextVar[Callable[[str, float], None] | None] = ContextVar(
     "pytest_llm_pool_on_move", default=None
