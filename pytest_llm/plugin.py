@@ -358,6 +358,7 @@ def llm_proxy(
 
     session = session_of(request.config)
     check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
+    # before the environment
     backend = _backend(request.config, llm_config, _llm_cassette, request.node.nodeid)
     proxy = LLMProxy(
         url=_llm_proxy_server.url,
