@@ -7,12 +7,11 @@ infrastructure error (server down, model missing, timeout after retries, a broke
 ``check``) is a test error for pytest-llm (``E``), so its ``<failure>`` becomes an
 ``<error>`` (same message and text), and the suite's counts move with it.
 
-Why not check the server in the ``llm`` fixture's setup, where every reporter (pytest-html,
-pytest-sugar too) would see an error? A test may call another host than the configured one
-(``llm.chat(..., host=fake_ollama.url)``), or start its server in a fixture set up after
-``llm``: a check there would fail tests that work, and it would still miss a fault during
-the call. Nor is ``report.when`` relabelled: conftest files key on it (``item.rep_call``),
-and the terminal would say "ERROR at setup" for a call.
+A server that is down before the test starts is already a setup error, for every
+reporter: the ``llm`` and ``llm_proxy`` fixtures knock on it at setup
+(:mod:`pytest_llm.health`). This module is for what that cannot see, a server that fails
+during the call. ``report.when`` is not relabelled for it: conftest files key on it
+(``item.rep_call``), and the terminal would say "ERROR at setup" for a call.
 
 Properties: pytest's junitxml turns every ``user_properties`` entry into a
 ``<properties>`` element inside ``<testcase>``, whatever the family. That is valid

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import properties
 from .backends import Backend
 from .cassettes import MODES, Cassette, CassetteSummary
 from .cassettes import PROPERTY as CASSETTE_PROPERTY
@@ -439,7 +440,7 @@ def pytest_runtest_makereport_ladder_and_flags(
         report.outcome = "passed"
         report.longrepr = None
         report.llm_flagged = reason  # type: ignore[attr-defined]
-        item.user_properties.append(("llm_flagged", reason))  # the teardown report's (JUnit)
+        item.user_properties.append((properties.FLAGGED, reason))  # the teardown report's
         return report
     callspec = getattr(item, "callspec", None)
     model = callspec.params.get(RUNG_FIXTURE) if callspec is not None else None
