@@ -358,13 +358,17 @@ def test_busy(llm):
 """
 
 
-def arrivals(replies: list[Reply | str]) -> tuple[Callable[[RecordedRequest], Reply | str], list]:
-    """A reply script that notes when each chat request arrived."""
+def arrivals(
+    replies: list[Reply | str | Callable[[], Reply]],
+) -> tuple[Callable[[RecordedRequest], Reply | str], list]:
+    """A reply script that notes when each chat request arrived; a callable in ``replies``
+    makes its reply when the request arrives (a ``Retry-After`` date from that moment)."""
     seen: list[float] = []
 
     def reply(request: RecordedRequest) -> Reply | str:
         seen.append(time.monotonic())
-        return replies[min(len(seen), len(replies)) - 1]
+        chosen = replies[min(len(seen), len(replies)) - 1]
+        return chosen() if callable(chosen) else chosen
 
     return reply, seen
 
@@ -374,8 +378,12 @@ def test_session_retry_after_is_honoured(
     pytester: pytest.Pytester, fake: FakeOllama, kind: str, when: str
 ) -> None:
     pytester.makepyfile(TEST_BUSY.format(total=30))
-    header: float | str = 1 if when == "seconds" else formatdate(time.time() + 2, usegmt=True)
-    script, seen = arrivals([Reply(status=503, retry_after=header), VALID])
+
+    def busy() -> Reply:  # dated when the request arrives: starting the session takes time
+        header = 1 if when == "seconds" else formatdate(time.time() + 2, usegmt=True)
+        return Reply(status=503, retry_after=header)
+
+    script, seen = arrivals([busy, VALID])
     fake.script(script)
     result = session(pytester, fake, kind)
     result.assert_outcomes(passed=1)
