@@ -89,7 +89,8 @@ def _unreachable(
 ) -> BackendUnreachable:
     message = problems[0] or ""
     if len(urls) > 1:
-        message = f"no host of the pool takes connections ({len(urls)} hosts): {message}"
+        each = "; ".join(f"{public_host(u)}: {p}" for u, p in zip(urls, problems, strict=True))
+        message = f"no host of the pool takes connections ({len(urls)} hosts): {each}"
     error = BackendUnreachable(message)
     error.host = host  # as configured: the pool's name (the run's summary)
     return error

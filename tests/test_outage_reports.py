@@ -219,10 +219,14 @@ def test_a_pool_is_down_only_when_every_host_is(pytester: pytest.Pytester, knock
     result.assert_outcomes(passed=3)
     assert knocks.count == 1
 
-    down = pytester.runpytest(f"--llm-host={free_url()},{free_url()}", *common)
+    first, second = free_url(), free_url()
+    down = pytester.runpytest(f"--llm-host={first},{second}", *common)
     down.assert_outcomes(errors=3)
-    down.stdout.fnmatch_lines(
-        ["BackendUnreachable: no host of the pool takes connections (2 hosts): Ollama is not*"]
+    down.stdout.fnmatch_lines(  # every host, and why it is out
+        [
+            "BackendUnreachable: no host of the pool takes connections (2 hosts): "
+            f"{first}: Ollama is not*; {second}: Ollama is not*"
+        ]
     )
 
 
