@@ -69,3 +69,24 @@ def test_an_unknown_benchmark_is_named_with_the_choices() -> None:
     done = bench("--only", "nonsense", timeout=60)
     assert done.returncode == 2
     assert "unknown benchmark nonsense: choose from dataset, parallel," in done.stderr
+
+
+def test_start_up_leaves_the_harness_unloaded_until_a_name_is_used() -> None:
+    """What the start-up row measures stays fixed: loading the plugin (as pytest does for a
+    suite that never uses ``llm``) imports neither the harness nor its kin, and a public
+    name still loads its module when used."""
+    lazy = (
+        "pytest_llm.harness",
+        "pytest_llm.assertions",
+        "pytest_llm.proxy",
+        "pytest_llm.observer",
+    )
+    code = (
+        "import sys, pytest_llm.plugin, pytest_llm; "
+        f"print(sorted(m for m in {lazy!r} if m in sys.modules)); "
+        "print(pytest_llm.Harness.__module__, 'pytest_llm.harness' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[]", "pytest_llm.harness True"]
