@@ -65,7 +65,7 @@ class LLMSession:
         pooled = parse_pool(settings.get("host", DEFAULT_HOST), default_port=port)
         hosts = tuple(h.url for h in pooled)
         settings["host"] = hosts[0]  # the pool's name: its tests use every host of it
-        resolve(base=settings)  # a bad option or ini value fails here, before any test
+        defaults = resolve(base=settings)  # a bad option or ini value fails here, not in a test
         slot_dir, share = slot_share(config)  # an xdist worker's part of the pool's slots
         pool = BackendPool(
             pooled, cooldown_seconds=host_cooldown(config), slot_dir=slot_dir, worker=share
@@ -74,7 +74,7 @@ class LLMSession:
         dist = config.getoption("dist", None) if config.pluginmanager.hasplugin("xdist") else None
         recorder = Recorder(
             options=ReportOptions.from_config(config),
-            settings=resolve(base=settings),
+            settings=defaults,
             hosts=hosts,
             pool=pool,
             worker_id=worker,
@@ -83,7 +83,7 @@ class LLMSession:
 
         def size(model: str) -> tuple[str, str] | None:
             """What the session's server says of ``model``'s size (Ollama's ``/api/show``)."""
-            sizer = getattr(pool.for_config(resolve(base=settings)), "size", None)
+            sizer = getattr(pool.for_config(defaults), "size", None)
             return sizer(model) if sizer is not None else None
 
         ladder = LadderSession(
