@@ -24,19 +24,10 @@ if TYPE_CHECKING:
     from .sampling import SampleResult
     from .scoring import Score
 
-__all__ = [
-    "CALLS_PROPERTY",
-    "PROPERTIES",
-    "SCORES_PROPERTY",
-    "JudgeObserver",
-    "Observer",
-    "TestObserver",
-]
+__all__ = ["PROPERTIES", "JudgeObserver", "Observer", "TestObserver"]
 
 #: The ``user_properties`` names a test's observer writes: calls, scores, samples, datasets.
-CALLS_PROPERTY = properties.CALLS
-SCORES_PROPERTY = properties.SCORES
-PROPERTIES = (CALLS_PROPERTY, SCORES_PROPERTY, properties.SAMPLES, properties.DATASETS)
+PROPERTIES = (properties.CALLS, properties.SCORES, properties.SAMPLES, properties.DATASETS)
 
 
 class Observer:
