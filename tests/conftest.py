@@ -93,3 +93,15 @@ class StallingServer:
                     connection.sendall(self.tick)
             except OSError:  # the client hung up
                 pass
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (a refused connection), for a server down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_url() -> str:
+    """``http://127.0.0.1:PORT`` of :func:`free_port`."""
+    return f"http://127.0.0.1:{free_port()}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from pytest_llm.cassettes import _closest, _file_name
 from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 
-from .conftest import StallingServer
+from .conftest import StallingServer, free_url
 
 ANSWERS = """
 import json
@@ -42,12 +41,6 @@ def reply(request: RecordedRequest) -> str:
     if "rejected" in prompt:
         return '{"ok": true}'
     return f"answer to {prompt}"
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def run(pytester: pytest.Pytester, host: str, *args: str) -> pytest.RunResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -15,17 +14,13 @@ import pytest
 from pytest_llm.report import markdown_code, markdown_text
 from pytest_llm.testing import FakeOllama, RecordedRequest
 
+from .conftest import free_url
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeOllama]:
     with FakeOllama("fine") as server:
         yield server
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 FAULTS = """

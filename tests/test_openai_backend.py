@@ -4,7 +4,6 @@ wire through ``httpx.MockTransport``, and whole pytest sessions with ``--llm-bac
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 
@@ -25,7 +24,7 @@ from pytest_llm.errors import (
 from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 from pytest_llm.testing._fake_ollama import fake_embedding
 
-from .conftest import StallingServer
+from .conftest import StallingServer, free_port
 
 CITY = {
     "title": "City",
@@ -309,12 +308,6 @@ def test_credentials_in_the_host_reach_no_message(fake: FakeOllama) -> None:
         b.close()
     # the client still sends them: user:secret as basic auth
     assert fake.requests[-1].headers["authorization"] == "Basic dXNlcjpzZWNyZXQ="
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_unreachable_names_the_base_url() -> None:

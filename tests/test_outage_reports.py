@@ -19,17 +19,13 @@ import pytest
 
 from pytest_llm.testing import FakeOllama
 
+from .conftest import free_url
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeOllama]:
     with FakeOllama("fine") as server:
         yield server
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 class Knocks:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_llm.testing import FakeOllama
+
+from .conftest import free_port
 
 VALID = '{"name": "Lyon", "population": 500000}'
 
@@ -91,12 +92,6 @@ def test_always_invalid_fails_with_transcript(pytester: pytest.Pytester, fake: F
         ]
     )
     result.stdout.no_fnmatch_line("*def _run*")  # the harness's frames are hidden
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_server_down_is_an_error_naming_the_host(pytester: pytest.Pytester) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,11 @@ from pytest_llm.backends.pool import HostPool, worker_share
 from pytest_llm.config import PoolHost, parse_pool
 from pytest_llm.testing import FakeOllama, Reply
 
+from .conftest import free_port
+
 
 def chats(fake: FakeOllama) -> int:
     return sum(1 for r in fake.requests if r.path == "/api/chat")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def harness(pool: BackendPool, host: str, test: str = "t", **settings: object) -> Harness:

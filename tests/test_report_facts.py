@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import typing
 import xml.etree.ElementTree as ET
 from html import unescape
@@ -22,6 +21,8 @@ from pytest_llm.report import document
 from pytest_llm.testing import FakeOllama, RecordedRequest, Reply
 from tests.report_schema import problems
 
+from .conftest import free_url
+
 
 def run(pytester: pytest.Pytester, fake: FakeOllama, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(f"--llm-host={fake.url}", "-p", "no:cacheprovider", *args)
@@ -29,12 +30,6 @@ def run(pytester: pytest.Pytester, fake: FakeOllama, *args: str) -> pytest.RunRe
 
 def chats(fake: FakeOllama) -> list[RecordedRequest]:
     return [r for r in fake.requests if r.path == "/api/chat"]
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 # --- the typed document and its schema ------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,8 @@ import pytest
 from pytest_llm import LLMResult
 from pytest_llm.snapshot import Answer, Comparison, compare, structure_differences
 from pytest_llm.testing import FakeOllama
+
+from .conftest import free_url
 
 SNAPSHOTS = Path("__snapshots__")
 
@@ -44,12 +45,6 @@ def snapshot_summary(result: pytest.RunResult) -> str:
     """syrupy's report at the end of a run (what it says about unused snapshots)."""
     text = result.stdout.str().split("snapshot report summary", 1)[-1]
     return text.split("short test summary info", 1)[0]
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def test_an_answer_is_stored_as_readable_text_with_its_model(pytester: pytest.Pytester) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,8 @@ import pytest
 from pytest_llm import ConfigError, HarnessConfig
 from pytest_llm.config import split_hosts
 from pytest_llm.testing import FakeOllama
+
+from .conftest import free_port
 
 SUITE = """
 import pytest
@@ -33,12 +34,6 @@ def two_fakes() -> Iterator[tuple[FakeOllama, FakeOllama]]:
 
 def chats(fake: FakeOllama) -> int:
     return sum(1 for r in fake.requests if r.path == "/api/chat")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_host_pool_serves_every_worker_from_both_servers(
