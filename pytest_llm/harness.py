@@ -668,9 +668,8 @@ def _concurrently(
     except BaseException as exc:  # Ctrl-C, pytest-timeout: stop the work, keep what ran
         for future in futures:  # first: a worker a cut call frees takes no queued one
             future.cancel()  # queued calls never start
-        interrupt.stop(_describe(exc))  # running ones are cut
-        # a call waiting for its answer's first byte ends at its deadline at the latest
-        wait(futures, timeout=config.timeout_seconds + 1)
+        interrupt.stop(_describe(exc))  # running ones are cut, their reads stopped
+        wait(futures, timeout=config.timeout_seconds + 1)  # bounded even if one is not
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

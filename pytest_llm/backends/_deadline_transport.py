@@ -9,10 +9,13 @@ request made while a deadline is active in the calling thread:
 * sets each of its timeouts (connect, write, pool, and the read timeout the wait for the
   response headers uses) to what is left of the deadline, so a request cannot start
   after it and the wait for headers ends with it;
-* reads the response body through :class:`_DeadlineStream`, which checks the deadline
-  at every chunk and registers a stop that shuts the connection's socket down when the
-  deadline passes (or the call is interrupted): a read blocked on a silent or dripping
-  server returns at once, and ends as ``httpx.ReadTimeout``;
+* makes every read of the connection interruptible: the sockets of the transports it
+  makes come from :class:`_DeadlineBackend`, whose every blocking read registers a stop
+  that shuts the socket down when the deadline passes (or the call is interrupted), so a
+  read blocked on a silent or dripping server returns at once, while waiting for the
+  response headers as much as for the body;
+* reads the response body through :class:`_DeadlineStream`, which checks the deadline at
+  every chunk and ends an answer its deadline cut as ``httpx.ReadTimeout``;
 * keeps a 429/503's ``Retry-After`` (seconds or an HTTP date) on the deadline, for the
   harness's next pause.
 
@@ -26,12 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
+import httpcore
 import httpx
 
 from .deadline import Deadline, current_deadline
@@ -68,7 +74,7 @@ class DeadlineTransport(httpx.BaseTransport):
     """``inner`` (default ``httpx.HTTPTransport()``), bounded by the calling thread's deadline."""
 
     def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self._inner = _interruptible(inner if inner is not None else httpx.HTTPTransport())
 
     @classmethod
     def around(cls, transport: httpx.BaseTransport | None, url: str) -> DeadlineTransport:
@@ -124,8 +130,6 @@ class _DeadlineStream(httpx.SyncByteStream):
         self._inner = stream
         self._deadline = deadline
         self._request = request
-        sock = _socket_of(response)
-        self._detach = deadline.on_expiry(lambda: _shut(sock)) if sock is not None else None
 
     def __iter__(self) -> Iterator[bytes]:
         deadline = self._deadline
@@ -144,19 +148,89 @@ class _DeadlineStream(httpx.SyncByteStream):
             raise self._timeout()
 
     def close(self) -> None:
-        if self._detach is not None:
-            self._detach()  # before the connection can go back to the pool
         self._inner.close()
 
     def _timeout(self) -> httpx.ReadTimeout:
         return httpx.ReadTimeout("the answer's deadline passed", request=self._request)
 
 
-def _socket_of(response: httpx.Response) -> socket.socket | None:
-    stream = response.extensions.get("network_stream")
-    get = getattr(stream, "get_extra_info", None)
-    sock = get("socket") if callable(get) else None
-    return sock if isinstance(sock, socket.socket) else None
+def _interruptible(transport: httpx.BaseTransport) -> httpx.BaseTransport:
+    """``transport`` with its connections' sockets made by :class:`_DeadlineBackend`.
+
+    httpx builds its httpcore pool without a way to pass a network backend, so this sets
+    the pool's (httpcore's ``network_backend``, kept as ``_network_backend``). A transport
+    without one (a test's ``httpx.MockTransport``) has no sockets to cut and is unchanged.
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _DeadlineBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """``inner``'s connections, as :class:`_DeadlineSocket` streams."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineSocket(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineSocket(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineSocket(httpcore.NetworkStream):
+    """A connection whose every read, while a deadline is active in the reading thread,
+    is cut (it returns end-of-file) when that deadline passes or its call is interrupted."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        deadline = current_deadline()
+        sock = self._inner.get_extra_info("socket") if deadline is not None else None
+        if deadline is None or not isinstance(sock, socket.socket):
+            return self._inner.read(max_bytes, timeout)
+        detach = deadline.on_expiry(lambda: _shut(sock))
+        try:
+            return self._inner.read(max_bytes, timeout)
+        finally:
+            detach()  # before the connection can serve another answer
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineSocket(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def _shut(sock: socket.socket) -> None:
