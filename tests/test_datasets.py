@@ -325,7 +325,7 @@ def test_a_dataset_over_its_threshold_passes_with_tolerated_cases(
             "  failed cases: t3, t4",
             "SUBXFAIL[[]t3[]] test_tickets.py::test_tickets - tolerated by the dataset's verdict "
             "(3/5 cases passed: *): expected label 'billing', got 'bug'",
-            "*1 passed, 2 xfailed, * 3 subtests passed*",
+            "*1 passed, 2 xfailed, *3 subtests passed*",
         ]
     )
     suite = ET.parse(pytester.path / "junit.xml").getroot().find("testsuite")
