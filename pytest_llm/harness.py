@@ -122,6 +122,10 @@ class Harness:
         embeddings: EmbeddingCache | None = None,
     ) -> None:
         self.config = config or HarnessConfig()
+        self._replaced: tuple[HarnessConfig, dict[tuple[Any, ...], HarnessConfig]] = (
+            self.config,
+            {},
+        )
         self._own_pool: BackendPool | None = None
         if backend is None:
             self._own_pool = BackendPool()
@@ -240,7 +244,7 @@ class Harness:
             self._prepare(render_prompt(prompt, c), system, schema, check, scorer, model, options)
             for c in selected
         ]
-        cfg = calls[0].config if calls else self.config.replace(**options)
+        cfg = calls[0].config if calls else self._configured(options)
         groups: dict[str, list[int]] = {}  # same request, one after another, in case order
         for i, call in enumerate(calls):
             key = json.dumps([call.config.model, list(call.messages)], sort_keys=True, default=str)
@@ -420,7 +424,7 @@ class Harness:
         overrides = dict(options)
         if model is not None:
             overrides["model"] = model
-        config = self.config.replace(**overrides) if overrides else self.config
+        config = self._configured(overrides)
         messages = build_messages(prompt, system, backend=config.backend)
         check_schema(schema)  # a broken schema is the test's error, before any call
         return _Call(
@@ -434,6 +438,26 @@ class Harness:
             models=config.models,
             answers=config.max_retries + 1,
         )
+
+    def _configured(self, overrides: Mapping[str, Any]) -> HarnessConfig:
+        """``self.config`` with ``overrides``: built and validated once per distinct set of
+        them (a config is frozen), as a test calls ``chat(json_mode=True)`` again and again."""
+        if not overrides:
+            return self.config
+        try:
+            key = tuple(sorted((k, type(v), v) for k, v in overrides.items()))
+            hash(key)
+        except TypeError:  # an unhashable value (a list of models): built every time
+            return self.config.replace(**overrides)
+        base, memo = self._replaced
+        if base is not self.config:  # reassigned by the user: what was built is stale
+            base, memo = self._replaced = (self.config, {})
+        config = memo.get(key)
+        if config is None:
+            config = base.replace(**overrides)
+            if len(memo) < _MEMO_CONFIGS:
+                memo[key] = config
+        return config
 
     def _run(self, call: _Call, interrupt: Interrupt | None = None) -> LLMResult:
         """Judge up to ``call.answers`` answers per model along ``call.models``.
@@ -644,6 +668,9 @@ class Harness:
         error = error_class(_transcript(call, attempts, route, kind))
         error.result = result
         return error
+
+
+_MEMO_CONFIGS = 64  # distinct sets of per-call options whose config a harness keeps
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ whatever the server does: drips, ``Retry-After``, faults between re-asks.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 
@@ -40,14 +41,20 @@ def pause_seconds(
 
 def scope_for(config: HarnessConfig, interrupt: Interrupt | None = None) -> CallScope:
     """The time one call with ``config`` may take from now, named as messages show it."""
-    explicit = config.total_timeout_seconds is not None
-    if config.total_timeout_seconds is not None:
-        setting = f"total_timeout_seconds={config.total_timeout_seconds:g}"
-    else:
-        attempts = (1 + config.max_retries) * len(config.models)
-        setting = (
-            f"{config.worst_case_seconds:g} s, the default of total_timeout_seconds: "
-            f"timeout_seconds={config.timeout_seconds:g} x {attempts} attempt(s) + "
-            f"{config.backoff_seconds:g} s of backoff"
-        )
-    return CallScope.starting_now(config.worst_case_seconds, setting, interrupt, explicit=explicit)
+    total, worst = config.total_timeout_seconds, config.worst_case_seconds
+    attempts = (1 + config.max_retries) * len(config.models)
+    setting = _setting(total, worst, config.timeout_seconds, attempts, config.backoff_seconds)
+    return CallScope.starting_now(worst, setting, interrupt, explicit=total is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _setting(
+    total: float | None, worst: float, timeout: float, attempts: int, backoff: float
+) -> str:
+    """Where a call's bound comes from, for its messages (made once per distinct config)."""
+    if total is not None:
+        return f"total_timeout_seconds={total:g}"
+    return (
+        f"{worst:g} s, the default of total_timeout_seconds: "
+        f"timeout_seconds={timeout:g} x {attempts} attempt(s) + {backoff:g} s of backoff"
+    )

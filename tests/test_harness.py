@@ -340,3 +340,21 @@ def test_transport_retries_are_not_re_asks() -> None:
     result = harness(backend).chat("x")
     assert (result.retries, result.reasks) == (1, 0)
     assert result.summary()["reasks"] == 0
+
+
+def test_per_call_options_are_honoured_when_the_same_ones_come_again() -> None:
+    """A harness builds the config of a set of per-call options once; a config reassigned
+    by the user, or options of another type, still take effect."""
+    backend = ScriptedBackend([VALID])
+    h = harness(backend)
+    h.chat("a", temperature=0.5)
+    h.chat("b", temperature=0.5)
+    h.chat("c", temperature=0.7)
+    h.config = replace(h.config, seed=7)
+    h.chat("d", temperature=0.5)
+    assert [(r.temperature, r.seed) for r in backend.requests] == [
+        (0.5, 42), (0.5, 42), (0.7, 42), (0.5, 7),
+    ]  # fmt: skip
+    h.chat("e", max_retries=1)
+    with pytest.raises(ValueError, match="max_retries"):  # True == 1, but no number of retries
+        h.chat("f", max_retries=True)

@@ -203,11 +203,13 @@ class _DeadlineSocket(httpcore.NetworkStream):
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        sock = inner.get_extra_info("socket")
+        self._socket = sock if isinstance(sock, socket.socket) else None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         deadline = current_deadline()
-        sock = self._inner.get_extra_info("socket") if deadline is not None else None
-        if deadline is None or not isinstance(sock, socket.socket):
+        sock = self._socket
+        if deadline is None or sock is None:
             return self._inner.read(max_bytes, timeout)
         detach = deadline.on_expiry(lambda: _shut(sock))
         try:

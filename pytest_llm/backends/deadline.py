@@ -25,12 +25,11 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TypeVar
 
 from ..errors import BackendBusy, BackendError, BackendTimeout
 
@@ -44,7 +43,6 @@ __all__ = [
     "timeout_message",
 ]
 
-T = TypeVar("T")
 
 _SCOPE: ContextVar[CallScope | None] = ContextVar("pytest_llm_call_scope", default=None)
 _DEADLINE: ContextVar[Deadline | None] = ContextVar("pytest_llm_deadline", default=None)
@@ -197,8 +195,8 @@ class Deadline:
     Enter it around the HTTP work of one answer. Inside, the HTTP layer bounds each wait
     by :meth:`remaining` and registers with :meth:`on_expiry` what stops a read (shutting
     the socket); a watchdog thread runs it when the deadline passes, and an
-    :class:`Interrupt` runs it at once. :meth:`within` also checks at every line. On the
-    way out, an error raised after the deadline passed becomes the :class:`BackendTimeout`
+    :class:`Interrupt` runs it at once (the body is checked at every chunk too). On the way
+    out, an error raised after the deadline passed becomes the :class:`BackendTimeout`
     that names the bound; ``retry_after`` (set by the HTTP layer from a 429/503's
     ``Retry-After``) is handed to the :class:`BackendBusy` raised.
     """
@@ -246,13 +244,6 @@ class Deadline:
         if self._stopped is not None:
             return _stopped(self._where, self._stopped)
         return BackendTimeout(self._message)
-
-    def within(self, lines: Iterable[T]) -> Iterator[T]:
-        """``lines`` as they arrive; ``BackendTimeout`` at the first one after the deadline."""
-        for line in lines:
-            if self.expired:
-                raise self.error()
-            yield line
 
     # --- stopping --------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ class OllamaBackend:
                     tools=tools,
                 )
                 with closing(stream):
-                    for chunk in deadline.within(_chunks(stream)):
+                    for chunk in _chunks(stream):
                         message = chunk.message
                         if message.content:
                             parts.append(message.content)

@@ -242,7 +242,7 @@ class OpenAIBackend:
             # every line counts against the deadline: keep-alive comments too
             # read to the end of the body, past [DONE], so the connection can serve the
             # next call (httpx drops a connection whose response was left unread)
-            for data in sse_events(deadline.within(response.iter_lines())):
+            for data in sse_events(response.iter_lines()):
                 if done or data == "[DONE]":
                     done = True
                     continue
