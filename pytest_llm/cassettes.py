@@ -276,7 +276,7 @@ class Cassette:
 
     def wrap(self, backend: Backend) -> CassetteBackend:
         """``backend`` seen through this cassette."""
-        return CassetteBackend(backend, self)
+        return CassetteBackend(lambda: backend, self, name=backend.name, host=backend.host)
 
     def play(
         self,
@@ -453,13 +453,32 @@ class Cassette:
 
 
 class CassetteBackend:
-    """A ``Backend`` that answers from a cassette, or from ``inner`` when it may record."""
+    """A ``Backend`` that answers from a cassette, or from its inner backend when it may
+    record. The inner one is made by ``inner`` on first need: a test that only replays,
+    with its server down, makes no client (``refused`` tells, without one, that the server
+    refuses connections and so has no model identity to compare the recordings with)."""
 
-    def __init__(self, inner: Backend, cassette: Cassette) -> None:
-        self.name = inner.name
-        self.host = inner.host
-        self._inner = inner
+    def __init__(
+        self,
+        inner: Callable[[], Backend],
+        cassette: Cassette,
+        *,
+        name: str,
+        host: str,
+        refused: Callable[[], bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self._make_inner = inner
+        self._made: Backend | None = None
+        self._refused = refused
         self._cassette = cassette
+
+    @property
+    def _inner(self) -> Backend:
+        if self._made is None:
+            self._made = self._make_inner()
+        return self._made
 
     def chat(self, request: ChatRequest) -> Completion:
         return self._cassette.play(
@@ -467,7 +486,7 @@ class CassetteBackend:
             live=lambda: self._inner.chat(request),
             encode=_encode_completion,
             decode=_decode_completion,
-            identity=lambda: model_identity(self._inner, request.model, request.model_version),
+            identity=lambda: self._identity(request.model, request.model_version),
             server=f"{self.name} at {self.host}",
         )
 
@@ -478,16 +497,21 @@ class CassetteBackend:
             live=lambda: self._inner.embed(model, texts),
             encode=lambda vectors: {"embeddings": [" ".join(map(repr, v)) for v in vectors]},
             decode=lambda i: [[float(x) for x in v.split()] for v in i["response"]["embeddings"]],
-            identity=lambda: model_identity(self._inner, model),
+            identity=lambda: self._identity(model),
             server=f"{self.name} at {self.host}",
         )
 
     def digest(self, model: str) -> str | None:
         """The inner backend's identity of ``model``; ``None`` when the server cannot tell."""
-        return model_identity(self._inner, model)
+        return self._identity(model)
 
     def close(self) -> None:
         """Nothing to do: the inner backend belongs to the session's pool."""
+
+    def _identity(self, model: str, declared: str | None = None) -> str | None:
+        if self._made is None and self._refused is not None and self._refused():
+            return model_identity(None, model, declared)  # down: only what the user declared
+        return model_identity(self._inner, model, declared)
 
 
 # --- records -----------------------------------------------------------------------------

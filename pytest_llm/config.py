@@ -396,6 +396,17 @@ def coerce(name: str, raw: Any, source: str) -> Any:
     return value
 
 
+def settings_key(settings: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A hashable key that is equal for equal ``settings`` (types included: ``True`` is no
+    ``1``), for keeping the config built from them; ``None`` when a value is unhashable."""
+    key = tuple(sorted(((name, type(value), value) for name, value in settings.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def merge_markers(marker_kwargs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge marker keywords given closest first (as ``iter_markers`` yields them)."""
     merged: dict[str, Any] = {}

@@ -24,7 +24,7 @@ from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
 from .backends.deadline import CallScope, Interrupt, call_scope
 from .backends.pool import on_move
-from .config import HarnessConfig
+from .config import HarnessConfig, settings_key
 from .datasets import Case, DatasetResult, judge_case, load_cases, render_prompt
 from .errors import (
     AccuracyTooLow,
@@ -444,10 +444,8 @@ class Harness:
         them (a config is frozen), as a test calls ``chat(json_mode=True)`` again and again."""
         if not overrides:
             return self.config
-        try:
-            key = tuple(sorted((k, type(v), v) for k, v in overrides.items()))
-            hash(key)
-        except TypeError:  # an unhashable value (a list of models): built every time
+        key = settings_key(overrides)
+        if key is None:  # an unhashable value (a list of models): built every time
             return self.config.replace(**overrides)
         base, memo = self._replaced
         if base is not self.config:  # reassigned by the user: what was built is stale

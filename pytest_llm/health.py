@@ -40,7 +40,7 @@ from .backends import BackendPool, create_backend
 from .config import HarnessConfig, public_host
 from .errors import BackendError, BackendUnreachable
 
-__all__ = ["CONNECT_SECONDS", "INI", "add_ini", "check_reachable"]
+__all__ = ["CONNECT_SECONDS", "INI", "add_ini", "check_reachable", "refuses_connections"]
 
 #: The ini setting that turns the check off.
 INI = "llm_check_host"
@@ -74,14 +74,32 @@ def check_reachable(
         return
     if any(name in request.fixturenames for name in _OWN_SERVER_FIXTURES):
         return
-    checks = request.config.stash.get(_CHECKS_KEY, None)
-    if checks is None:
-        checks = request.config.stash.setdefault(_CHECKS_KEY, _Checks())
-    hosts = pool.hosts
-    urls = hosts.urls if hosts is not None and config.host == hosts.name else [config.host]
+    checks, urls = _checks(request.config), _urls(config, pool)
     problems = [checks.problem(url, config) for url in urls]
     if all(problem is not None for problem in problems):
         raise _unreachable(urls, problems, config.host)
+
+
+def refuses_connections(session: pytest.Config, config: HarnessConfig, pool: BackendPool) -> bool:
+    """Whether the server of ``config`` (every host of its pool) refuses TCP connections,
+    knocked on once per host per process like :func:`check_reachable`'s check. A replayed
+    test asks it before asking the server for the model's identity: a server that is down
+    has none to compare with, and no client is made (or imported) to find that out."""
+    checks = _checks(session)
+    return all(checks.refused(url, config) is not None for url in _urls(config, pool))
+
+
+def _checks(session: pytest.Config) -> _Checks:
+    checks = session.stash.get(_CHECKS_KEY, None)
+    if checks is None:
+        checks = session.stash.setdefault(_CHECKS_KEY, _Checks())
+    return checks
+
+
+def _urls(config: HarnessConfig, pool: BackendPool) -> list[str]:
+    """The hosts that serve ``config``: its pool's, when its host names the pool."""
+    hosts = pool.hosts
+    return hosts.urls if hosts is not None and config.host == hosts.name else [config.host]
 
 
 def _unreachable(
@@ -97,24 +115,37 @@ def _unreachable(
 
 
 class _Checks:
-    """What each host said, once per process: ``None`` (it takes connections) or the
-    message of the error its backend gives when it does not."""
+    """What each host said, once per process: whether it refuses TCP connections (and
+    why), and, when it does, the message of the error its backend gives then."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._refused: dict[str, str | None] = {}
         self._problems: dict[tuple[str, str], str | None] = {}
 
+    def refused(self, url: str, config: HarnessConfig) -> str | None:
+        """Why ``url`` refuses TCP connections (``None``: it takes them, or cannot tell)."""
+        with self._lock:
+            if url not in self._refused:
+                self._refused[url] = _knock(url, config)
+            return self._refused[url]
+
     def problem(self, url: str, config: HarnessConfig) -> str | None:
+        """``None`` when ``url`` takes a TCP connection (or the check cannot tell), else
+        the backend's own message for a server that is not reachable."""
+        reason = self.refused(url, config)
+        if reason is None:
+            return None
         key = (config.backend, url)
         with self._lock:
             if key not in self._problems:
-                self._problems[key] = _problem(url, config)
+                self._problems[key] = _problem(url, config, reason)
             return self._problems[key]
 
 
-def _problem(url: str, config: HarnessConfig) -> str | None:
-    """``None`` when ``url`` takes a TCP connection (or the check cannot tell), else the
-    backend's own message for a server that is not reachable."""
+def _knock(url: str, config: HarnessConfig) -> str | None:
+    """Why nothing takes a TCP connection at ``url`` (``None``: something does, or the
+    check cannot tell: a bad URL, or a connection that times out, left to the call)."""
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -127,7 +158,12 @@ def _problem(url: str, config: HarnessConfig) -> str | None:
     except TimeoutError:
         return None  # slow, not refused: the call decides, under its own deadline
     except OSError as exc:  # refused, no route, a name that does not resolve
-        reason = exc.strerror or type(exc).__name__
+        return exc.strerror or type(exc).__name__
+
+
+def _problem(url: str, config: HarnessConfig, reason: str) -> str | None:
+    """The backend's message for ``url``, which refused a connection for ``reason``;
+    ``None`` if it answers after all."""
     answered, message = _backend_says(url, config)
     if answered:
         return None  # it came up in between

@@ -14,7 +14,7 @@ import pytest
 
 from . import properties
 from .backends import Backend
-from .cassettes import MODES, Cassette, CassetteSummary
+from .cassettes import MODES, Cassette, CassetteBackend, CassetteSummary
 from .cassettes import PROPERTY as CASSETTE_PROPERTY
 from .config import (
     OPTION_FIELDS,
@@ -25,7 +25,7 @@ from .config import (
 from .errors import BackendError, CassetteError, CheckError, ConfigError, JudgeError
 from .flags import flag_reason
 from .health import add_ini as add_health_ini
-from .health import check_reachable
+from .health import check_reachable, refuses_connections
 from .junit import JUnitErrors
 from .ladder import LADDER_KEYS, RUNG_FIXTURE, call_settings, ladder_of
 from .ladder import PROPERTY as LADDER_PROPERTY
@@ -535,9 +535,17 @@ def _backend(
     config: pytest.Config, c: HarnessConfig, cassette: Cassette | None, test: str | None = None
 ) -> Backend:
     """The session's backend for ``c`` (the host pool's for ``test``), through the test's
-    cassette when one is in use."""
-    backend = session_of(config).pool.for_config(c, test=test)
-    return backend if cassette is None else cassette.wrap(backend)
+    cassette when one is in use; then it is made only when a call goes to the server."""
+    pool = session_of(config).pool
+    if cassette is None:
+        return pool.for_config(c, test=test)
+    return CassetteBackend(
+        lambda: pool.for_config(c, test=test),
+        cassette,
+        name=c.backend,
+        host=c.host,
+        refused=lambda: refuses_connections(config, c, pool),
+    )
 
 
 _PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())

@@ -11,7 +11,7 @@ with :func:`session_of`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -26,8 +26,10 @@ from .config import (
     coerce,
     from_environment,
     host_cooldown,
+    merge_markers,
     parse_pool,
     resolve,
+    settings_key,
 )
 from .errors import ConfigError
 from .ladder import LadderOptions, LadderSession
@@ -38,6 +40,8 @@ from .transcript import LiveLog
 from .xdist import slot_share, worker_id
 
 __all__ = ["SESSION_KEY", "LLMSession", "session_of"]
+
+_KEPT_CONFIGS = 256  # distinct sets of marker settings whose config a session keeps
 
 
 @dataclass(eq=False, kw_only=True)
@@ -56,6 +60,7 @@ class LLMSession:
     ladder: LadderSession
     live: LiveLog | None = None
     """``--llm-live``'s printer, when asked for."""
+    _configs: dict[tuple[Any, ...], HarnessConfig] = field(default_factory=dict, repr=False)
 
     @classmethod
     def start(cls, config: pytest.Config) -> LLMSession:
@@ -102,8 +107,16 @@ class LLMSession:
         )
 
     def config_for(self, markers: Iterable[Mapping[str, Any]] = ()) -> HarnessConfig:
-        """The settings with ``markers`` over them (closest marker wins)."""
-        return resolve(base=self.settings, markers=markers)
+        """The settings with ``markers`` over them (closest marker wins); built and checked
+        once per distinct set of marker settings (tests share their markers)."""
+        merged = merge_markers(markers)
+        key = settings_key(merged)
+        config = None if key is None else self._configs.get(key)
+        if config is None:
+            config = resolve(base=self.settings, markers=[merged])
+            if key is not None and len(self._configs) < _KEPT_CONFIGS:
+                self._configs[key] = config
+        return config
 
     def close(self) -> None:
         self.pool.close()

@@ -272,7 +272,31 @@ def test_new_episodes_asks_a_wedged_server_for_digests_once_per_session(
         result = run(pytester, wedged.url, "--llm-record-mode=new_episodes", "--llm-timeout=0.5")
     result.assert_outcomes(passed=3)  # every answer replayed, digests unknown
     assert all(a["cached"] for a in answers(result).values())
-    assert wedged.accepted == 1  # not once per test
+    assert wedged.accepted == 2  # a knock (it takes connections) and one digest request
+
+
+def test_replaying_with_the_server_down_makes_no_client(pytester: pytest.Pytester) -> None:
+    """The backend is made on first need: replayed answers with the server refusing
+    connections need none (its identity is unknown without it), and no client is imported."""
+    pytester.makepyfile(test_answers=ANSWERS)
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish(session):
+            made = sorted(m for m in ("ollama", "pytest_llm.backends.ollama") if m in sys.modules)
+            print("IMPORTED", made)
+        """
+    )
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once").assert_outcomes(passed=3)
+    down = free_url()
+    result = pytester.runpytest_subprocess(
+        f"--llm-host={down}", "-p", "no:cacheprovider", "-s", "--llm-record-mode=none"
+    )
+    result.assert_outcomes(passed=3)
+    assert all(a["cached"] for a in answers(result).values())
+    result.stdout.fnmatch_lines(["*IMPORTED []*"])
 
 
 def test_samples_are_recorded_and_replayed_apart(pytester: pytest.Pytester) -> None:

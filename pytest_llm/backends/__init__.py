@@ -85,13 +85,15 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def model_identity(backend: Backend, model: str, declared: str | None = None) -> str | None:
+def model_identity(backend: Backend | None, model: str, declared: str | None = None) -> str | None:
     """The identity of ``model`` as served by ``backend``, with the user's declared version.
 
-    ``None`` when neither the server (down, or it cannot tell) nor the user says anything.
+    ``None`` when neither the server (down, or it cannot tell; ``backend`` ``None``: known
+    to be down) nor the user says anything.
     """
     try:
-        served = backend.digest(model) if hasattr(backend, "digest") else None
+        digest = getattr(backend, "digest", None)  # None too when the backend is
+        served = digest(model) if digest is not None else None
     except BackendError:  # the server is down: nothing to compare with
         served = None
     if declared is None:
