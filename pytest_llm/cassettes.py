@@ -36,6 +36,7 @@ then dropped: memory stays flat however many tests run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -128,13 +129,7 @@ class CassetteSettings:
 
     def folder_for(self, module: Path) -> Path:
         """The directory holding the cassettes of the tests in ``module``."""
-        if self.directory is None:
-            return module.parent / "cassettes" / module.stem
-        try:
-            relative = module.relative_to(self.rootpath)
-        except ValueError:
-            relative = Path(module.name)
-        return self.directory / relative.with_suffix("")
+        return _folder(self.directory, self.rootpath, module)
 
     def path_for(self, module: Path, names: Sequence[str]) -> Path:
         """The cassette of the test named ``names`` (classes, then the function) in ``module``."""
@@ -161,10 +156,27 @@ class CassetteSettings:
 
     def shown(self, path: Path) -> str:
         """``path`` as the user typing commands where pytest was started would write it."""
-        try:
-            return os.path.relpath(path, self.invocation_dir)
-        except ValueError:  # another drive (Windows)
-            return str(path)
+        return _relative(path, self.invocation_dir)
+
+
+# a module's folder and shown path, asked by each of its tests: worked out once per module
+@functools.lru_cache(maxsize=1024)
+def _folder(directory: Path | None, rootpath: Path, module: Path) -> Path:
+    if directory is None:
+        return module.parent / "cassettes" / module.stem
+    try:
+        relative = module.relative_to(rootpath)
+    except ValueError:
+        relative = Path(module.name)
+    return directory / relative.with_suffix("")
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 class CassetteSummary:
@@ -416,17 +428,20 @@ class Cassette:
         if self._loaded:
             return
         self._loaded = True
-        if self.mode == "all" or not self.path.exists():
+        if self.mode == "all":
             return
-        self._existed = True
-        try:
+        try:  # one read, no look for the file first
             self._interactions = _parse(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
         except (OSError, UnicodeDecodeError, ValueError) as exc:
+            self._existed = True
             self._broken = CassetteError(
                 f"cassette {self._shown_path} {_describe(exc)}; it was left untouched: "
                 f"fix or delete it, or re-record the test with `{self._command('all')}`"
             )
             raise self._broken from None
+        self._existed = True
 
     def _command(self, mode: str) -> str:
         options = " ".join(shlex.quote(o) for o in self._settings.command_options)
