@@ -304,3 +304,73 @@ def test_an_empty_answer_streams_as_one_with_its_role(server: ProxyServer, tmp_p
     assert final.choices[0].message.role == "assistant"
     assert final.choices[0].message.content in ("", None)
     assert final.choices[0].finish_reason == "stop"
+
+
+# --- the handler reads a request's headers itself (no email parser) -------------------------
+
+
+def _raw(server: ProxyServer, data: bytes, *, reads: int = 1) -> bytes:
+    """What the server answers ``data`` with on one raw connection, until it closes or
+    ``reads`` answers (each whole, by its Content-Length) have come."""
+    port = int(server.url.rsplit(":", 1)[1])
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        while got.count(b"HTTP/1.") < reads or not _complete(got):
+            part = sock.recv(65536)
+            if not part:
+                break
+            got += part
+    return got
+
+
+def _complete(data: bytes) -> bool:
+    head, _, body = data.rpartition(b"HTTP/1.")[2].partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return bool(_)
+
+
+def _chat_request(version: bytes = b"HTTP/1.1", headers: bytes = b"") -> bytes:
+    body = json.dumps({"model": "llama3.2", "messages": QUESTION, "stream": False}).encode()
+    return (
+        b"POST /api/chat " + version + b"\r\nhost: x\r\ncontent-TYPE: application/json\r\n"
+        + headers + b"CONTENT-LENGTH: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+def test_raw_requests_headers_in_any_case_keep_alive_and_http_1_0(
+    server: ProxyServer, tmp_path: Path
+) -> None:
+    with FakeOllama("Paris.") as fake, proxied(server, fake.url, tmp_path, "off") as proxy:
+        two = _raw(server, _chat_request() * 2, reads=2)  # one connection, two answers
+        assert two.count(b"HTTP/1.1 200 OK") == 2 and two.count(b"Paris.") == 2
+        # HTTP/1.0: answered, then closed (unless it asks to keep the connection)
+        old = _raw(server, _chat_request(b"HTTP/1.0"), reads=2)
+        assert old.count(b"HTTP/1.1 200 OK") == 1 and b"Paris." in old
+        # a folded header continues the one above; Expect: 100-continue is answered first
+        folded = _raw(
+            server,
+            _chat_request(headers=b"X-Note: one\r\n two\r\nExpect: 100-continue\r\n"),
+            reads=2,
+        )
+        assert folded.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        assert b"Paris." in folded
+        assert len(proxy.calls) == 4
+
+
+def test_raw_requests_with_bad_headers_are_refused(server: ProxyServer, tmp_path: Path) -> None:
+    with proxied(server, "http://127.0.0.1:9", tmp_path, "off"):
+        no_colon = _raw(server, b"POST /api/chat HTTP/1.1\r\nHost x\r\n\r\n")
+        assert no_colon.startswith(b"HTTP/1.1 400 ") and b"Bad header line" in no_colon
+        many = b"".join(b"X-%d: v\r\n" % n for n in range(101))
+        too_many = _raw(server, b"GET / HTTP/1.1\r\n" + many + b"\r\n")
+        assert too_many.startswith(b"HTTP/1.1 431 ")
+        long_line = _raw(server, b"GET / HTTP/1.1\r\nX-Long: " + b"v" * 70000 + b"\r\n\r\n")
+        assert long_line.startswith(b"HTTP/1.1 431 ")
+        # a request line the handler does not read itself: the base class answers it
+        assert b"Error code: 505" in _raw(server, b"GET / HTTP/2.0\r\n\r\n")
+        assert b"Error code: 400" in _raw(server, b"GET / HTTP/1.1 extra\r\n\r\n")
+        root = _raw(server, b"GET //api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert root.startswith(b"HTTP/1.1 200 ") and b'"version"' in root

@@ -12,12 +12,14 @@ reading a stream.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
@@ -35,6 +37,9 @@ _STOP_SECONDS = 2.0
 _SEND_TIMEOUT_SECONDS = 30.0
 #: The largest request body read (a bigger one is a 413).
 _MAX_BODY = 64 * 1024 * 1024
+#: The limits of a request's header block (those of ``http.client``).
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
 
 class ProxyServer:
@@ -145,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = _SEND_TIMEOUT_SECONDS
     wbufsize = 64 * 1024  # an answer's headers and body leave in one write (flushed per request)
+    raw_requestline: bytes
+    #: The second and the ``Date`` header formatted for it (one tuple, replaced whole).
+    _date: tuple[int, str] = (0, "")
 
     def setup(self) -> None:
         super().setup()
@@ -160,6 +168,64 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def parse_request(self) -> bool:
+        """The base class's, with the header block read without the email parser (which
+        costs some 30 µs a request, more than the rest of the handler's own work): a request
+        line ``METHOD PATH HTTP/1.x`` and its headers, ``Name: value`` each (a folded line
+        continues the previous one). Any other request line goes to the base class."""
+        words = self.raw_requestline.split()
+        if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n")
+        command, path, version = (w.decode("iso-8859-1") for w in words)
+        self.command, self.request_version = command, version
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        headers = http.client.HTTPMessage()
+        readline = self.rfile.readline
+        name: str | None = None
+        value = ""
+        for _ in range(_MAX_HEADERS + 1):
+            line = readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line[:1] in (b" ", b"\t") and name is not None:  # folded: the value goes on
+                value = f"{value} {line.decode('iso-8859-1').strip()}"
+                continue
+            if name is not None:
+                headers[name] = value
+                name = None
+            if line in (b"\r\n", b"\n", b""):
+                break
+            key, colon, rest = line.decode("iso-8859-1").partition(":")
+            if not colon or not key or key != key.strip():
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line ({line[:80]!r})")
+                return False
+            name, value = key, rest.strip(" \t\r\n")
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers
+        connection = (headers.get("Connection") or "").lower()
+        self.close_connection = version == "HTTP/1.0" and connection != "keep-alive"
+        if connection == "close":
+            self.close_connection = True
+        expect = headers.get("Expect") or ""
+        if expect.lower() == "100-continue" and version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header's value, formatted once a second."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _Handler._date
+        if second != now:
+            text = super().date_time_string(now)
+            _Handler._date = (now, text)
+        return text
 
     def do_GET(self) -> None:
         self._dispatch("GET")
