@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import platform
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,6 +30,7 @@ from .document import (
 __all__ = [
     "OUTCOMES",
     "SCHEMA",
+    "RunFigures",
     "build_report",
     "down_host",
     "hosts_down",
@@ -115,6 +117,299 @@ def _model_ms(call: Mapping[str, Any]) -> float:
     return float(call.get("total_duration_ms", call.get("duration_ms", 0.0)))
 
 
+class _Sum:
+    """A running sum that is unknown (None) once one of its values is (``_sum_known``)."""
+
+    __slots__ = ("total", "unknown")
+
+    def __init__(self) -> None:
+        self.total: Any = 0
+        self.unknown = False
+
+    def add(self, value: float | None) -> None:
+        if value is None:
+            self.unknown = True
+        else:
+            self.total += value or 0  # as _sum_known: 0.0 counts as 0
+
+    @property
+    def value(self) -> Any:
+        return None if self.unknown else self.total
+
+
+class _Model:
+    """One model's running figures (see :func:`model_figures`)."""
+
+    __slots__ = (
+        "cached",
+        "calls",
+        "decodes",
+        "durations",
+        "escalations",
+        "passed",
+        "queues",
+        "retries",
+        "score_sum",
+        "scores",
+        "servers",
+        "tests",
+        "tokens_in",
+        "tokens_out",
+        "ttfts",
+    )
+
+    def __init__(self) -> None:
+        self.tests = self.passed = self.calls = self.scores = 0
+        self.score_sum: float = 0
+        self.retries = self.escalations = self.cached = self.tokens_out = 0
+        self.tokens_in = _Sum()
+        # the answered attempts' figures, 8 bytes each: the percentiles need every value
+        self.durations, self.ttfts = array("d"), array("d")
+        self.servers, self.queues, self.decodes = array("d"), array("d"), array("d")
+
+    def figures(self) -> ModelFigures:
+        return {
+            "tests": self.tests,
+            "passed": self.passed,
+            "pass_rate": round(self.passed / self.tests, 4) if self.tests else None,
+            "calls": self.calls,
+            "mean_score": round(self.score_sum / self.scores, 4) if self.scores else None,
+            "p50_ms": percentile(self.durations, 50),
+            "p95_ms": percentile(self.durations, 95),
+            "p50_ttft_ms": percentile(self.ttfts, 50),
+            "p50_server_ms": percentile(self.servers, 50),
+            "p50_queue_ms": percentile(self.queues, 50),
+            "p50_decode_ms": percentile(self.decodes, 50),
+            "tokens_in": self.tokens_in.value,
+            "tokens_out": self.tokens_out,
+            "retries": self.retries,
+            "escalations": self.escalations,
+            "cached": self.cached,
+        }
+
+
+class _Share:
+    """One xdist worker's share of the tests (``run.workers``)."""
+
+    __slots__ = ("calls", "llm_tests", "model_ms", "tests")
+
+    def __init__(self) -> None:
+        self.tests = self.llm_tests = self.calls = 0
+        self.model_ms: float = 0
+
+
+class RunFigures:
+    """The run's figures kept as tests end (:meth:`add`), without keeping the tests: counts,
+    sums and, for the percentiles, each answer's timings in ``array("d")`` (8 bytes a
+    value). :func:`run_totals`, :func:`model_figures`, :func:`hosts_down` and
+    :func:`worker_rows` are these figures over a list of tests, so a report written as
+    its tests end and one built from a list (a merge) have the same figures."""
+
+    def __init__(self) -> None:
+        self.tests = self.llm_tests = self.rung_failed = self.reruns = 0
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.calls = self.requests = self.tokens_out = self.retries = 0
+        self.escalations = self.cached = self.reasks = self.live = 0
+        self.tokens_in, self.server_ms, self.queue_ms = _Sum(), _Sum(), _Sum()
+        self.model_ms: float = 0
+        self._models: dict[str, _Model] = {}
+        self._down: dict[str, HostDown] = {}
+        self._moved: dict[str, set[str]] = {}
+        self._shares: dict[str, _Share] = {}
+
+    @classmethod
+    def over(cls, tests: Iterable[Mapping[str, Any]]) -> RunFigures:
+        figures = cls()
+        for test in tests:
+            figures.add(test)
+        return figures
+
+    def _model(self, name: str) -> _Model:
+        found = self._models.get(name)
+        if found is None:
+            found = self._models[name] = _Model()
+        return found
+
+    def add(self, test: Mapping[str, Any]) -> None:
+        """Count one finished test (a ``tests[]`` record)."""
+        calls: Sequence[Mapping[str, Any]] = test["llm"]
+        outcome = test["outcome"]
+        self.tests += 1
+        llm_test = bool(calls) or test["error"] is not None
+        self.llm_tests += llm_test
+        if outcome in self.outcomes:
+            self.outcomes[outcome] += 1
+        self.rung_failed += bool(test.get("rung_failed"))
+        self.reruns += test.get("reruns", 0)
+        worker = test["worker"]
+        share = self._share(worker) if worker else None
+        for call in calls:
+            self._add_call(call)
+            ms = _model_ms(call)
+            self.model_ms += ms  # call by call, in order: the same sum as over a list
+            if share is not None:
+                share.model_ms += ms
+        route = test["route"] or (
+            [test["model"]] if test.get("model") and outcome in _FAILING else []
+        )
+        for model in route:
+            figures = self._model(model)
+            figures.tests += 1
+            figures.passed += outcome == "passed"
+        for model, value in scored(test.get("scores", []), calls):
+            figures = self._model(model)
+            figures.score_sum += value
+            figures.scores += 1
+        self._add_down(test)
+        if share is not None:
+            share.tests += 1
+            share.llm_tests += llm_test
+            share.calls += len(calls)
+
+    def _share(self, worker: str) -> _Share:
+        found = self._shares.get(worker)
+        if found is None:
+            found = self._shares[worker] = _Share()
+        return found
+
+    def _add_call(self, call: Mapping[str, Any]) -> None:
+        self.calls += 1
+        self.tokens_in.add(_tokens_in(call))
+        self.tokens_out += _tokens_out(call)
+        self.retries += call.get("retries", 0)
+        route = _route(call)
+        self.escalations += len(route) > 1
+        self.cached += bool(call.get("cached"))
+        if call.get("success", True):
+            self.reasks += call.get("reasks", 0)
+        per_model: dict[str, int] = {}
+        for attempt in tries(call):
+            self.requests += 1
+            name = attempt["model"]
+            per_model[name] = per_model.get(name, 0) + 1
+            figures = self._model(name)
+            figures.calls += 1
+            figures.cached += bool(attempt.get("cached"))
+            if attempt.get("rejected") == "transport":
+                continue
+            duration, ttft = attempt["duration_ms"], attempt.get("ttft_ms")
+            figures.durations.append(duration)
+            if ttft is not None:
+                figures.ttfts.append(float(ttft))
+                figures.decodes.append(max(duration - ttft, 0.0))
+            for key, values in (("server_ms", figures.servers), ("queue_ms", figures.queues)):
+                if attempt.get(key) is not None:
+                    values.append(float(attempt[key]))
+            figures.tokens_in.add(attempt.get("tokens_in", 0))
+            figures.tokens_out += attempt.get("tokens_out", 0)
+            if not attempt.get("cached"):
+                self.live += 1
+                server = attempt.get("server_ms")
+                self.server_ms.add(
+                    None if server is None else server + float(attempt.get("load_ms") or 0.0)
+                )
+                self.queue_ms.add(attempt.get("queue_ms"))
+        for name, count in per_model.items():
+            self._model(name).retries += count - 1
+        for name in route[:-1]:
+            self._model(name).escalations += 1
+
+    def _add_down(self, test: Mapping[str, Any]) -> None:
+        def entry(host: str, message: str, reason: str | None) -> HostDown:
+            found = self._down.get(host)
+            if found is None:
+                found = self._down[host] = {
+                    "tests": 0,
+                    "workers": [],
+                    "message": message,
+                    "reason": reason,
+                    "moved": [],
+                }
+                self._moved[host] = set()
+            return found
+
+        hit: list[str] = []
+        for move in test.get("moved_from") or ():
+            found = entry(move["host"], move["message"] or "", move["reason"])
+            moved = self._moved[move["host"]]
+            if test["outcome"] != "error" and test["nodeid"] not in moved:
+                moved.add(test["nodeid"])
+                found["moved"].append(test["nodeid"])
+            hit.append(move["host"])
+        host = down_host(test["error"], test["host"])
+        for each in host.split(",") if host is not None else ():  # every host of a pool
+            found = entry(each, test["error"]["message"], "refused the connection")
+            found["tests"] += 1
+            hit.append(each)
+        for each in dict.fromkeys(hit):
+            workers = self._down[each]["workers"]
+            if test["worker"] and test["worker"] not in workers:
+                workers.append(test["worker"])
+
+    def totals(self, wall_s: float) -> Totals:
+        """``totals``: see the schema (and :func:`run_totals`)."""
+        live, server_ms, queue_ms = self.live, self.server_ms.value, self.queue_ms.value
+        return {
+            "tests": self.tests,
+            "llm_tests": self.llm_tests,
+            "passed": self.outcomes["passed"],
+            "failed": self.outcomes["failed"],
+            "errors": self.outcomes["error"],
+            "skipped": self.outcomes["skipped"],
+            "xfailed": self.outcomes["xfailed"],
+            "xpassed": self.outcomes["xpassed"],
+            "flagged": self.outcomes["flagged"],
+            "rung_failed": self.rung_failed,
+            "reruns": self.reruns,
+            "calls": self.calls,
+            "requests": self.requests,
+            "tokens_in": self.tokens_in.value,
+            "tokens_out": self.tokens_out,
+            "retries": self.retries,
+            "escalations": self.escalations,
+            "cached": self.cached,
+            "reasks": self.reasks,
+            "model_ms": round(self.model_ms, 3),
+            "server_ms": None if not live or server_ms is None else round(server_ms, 3),
+            "queue_ms": None if not live or queue_ms is None else round(queue_ms, 3),
+            "parallelism": (
+                round(server_ms / 1000 / wall_s, 3) if wall_s > 0 and live and server_ms else None
+            ),
+        }
+
+    def models(self) -> dict[str, ModelFigures]:
+        """``models``: see the schema (and :func:`model_figures`), in name order."""
+        return {
+            name: figures.figures()
+            for name, figures in sorted(self._models.items())
+            if figures.tests or figures.calls  # a model only scored or escalated from is not
+        }
+
+    def hosts_down(self) -> dict[str, HostDown]:
+        """``run.hosts_down`` (see :func:`hosts_down`)."""
+        return {
+            host: {**found, "workers": sorted(found["workers"]), "moved": sorted(found["moved"])}
+            for host, found in self._down.items()
+        }
+
+    def workers(self, hosts: Mapping[str, str]) -> list[Worker]:
+        """``run.workers`` for the workers that ended their session (see :func:`worker_rows`)."""
+        rows: list[Worker] = []
+        for worker in sorted(hosts, key=_worker_order):
+            share = self._shares.get(worker) or _Share()
+            rows.append(
+                {
+                    "id": worker,
+                    "host": hosts[worker],
+                    "tests": share.tests,
+                    "llm_tests": share.llm_tests,
+                    "calls": share.calls,
+                    "model_ms": round(share.model_ms, 3),
+                }
+            )
+        return rows
+
+
 def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, ModelFigures]:
     """Per model: see ``models`` in the schema. Every attempt is charged to the model that
     made it: its requests, latency, tokens and retries (answers of that model after its
@@ -122,109 +417,14 @@ def model_figures(tests: Iterable[Mapping[str, Any]]) -> dict[str, ModelFigures]
     are those whose route used it, and those that failed or errored before any answer
     from the model they were set to ask (``model``): a server that was down lowers the
     pass rate of the model nobody could ask."""
-    attempts: dict[str, list[Mapping[str, Any]]] = {}
-    retries: dict[str, int] = {}
-    tested: dict[str, list[str]] = {}
-    model_scores: dict[str, list[float]] = {}
-    escalations: dict[str, int] = {}
-    for test in tests:
-        for call in test["llm"]:
-            per_model: dict[str, int] = {}
-            for attempt in tries(call):
-                attempts.setdefault(attempt["model"], []).append(attempt)
-                per_model[attempt["model"]] = per_model.get(attempt["model"], 0) + 1
-            for model, count in per_model.items():
-                retries[model] = retries.get(model, 0) + count - 1
-            for model in _route(call)[:-1]:
-                escalations[model] = escalations.get(model, 0) + 1
-        route = test["route"] or (
-            [test["model"]] if test.get("model") and test["outcome"] in _FAILING else []
-        )
-        for model in route:
-            tested.setdefault(model, []).append(test["outcome"])
-        for model, value in scored(test.get("scores", []), test["llm"]):
-            model_scores.setdefault(model, []).append(value)
-    figures: dict[str, ModelFigures] = {}
-    for model in sorted(tested.keys() | attempts.keys()):
-        mine = attempts.get(model, [])
-        answered = [a for a in mine if a.get("rejected") != "transport"]
-        outcomes = tested.get(model, [])
-        scores = model_scores.get(model, [])
-        passed = outcomes.count("passed")
-        figures[model] = {
-            "tests": len(outcomes),
-            "passed": passed,
-            "pass_rate": round(passed / len(outcomes), 4) if outcomes else None,
-            "calls": len(mine),
-            "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
-            "p50_ms": percentile([a["duration_ms"] for a in answered], 50),
-            "p95_ms": percentile([a["duration_ms"] for a in answered], 95),
-            "p50_ttft_ms": percentile(_known(answered, "ttft_ms"), 50),
-            "p50_server_ms": percentile(_known(answered, "server_ms"), 50),
-            "p50_queue_ms": percentile(_known(answered, "queue_ms"), 50),
-            "p50_decode_ms": percentile(
-                [
-                    max(a["duration_ms"] - a["ttft_ms"], 0.0)
-                    for a in answered
-                    if a.get("ttft_ms") is not None
-                ],
-                50,
-            ),
-            "tokens_in": _sum_known(a.get("tokens_in", 0) for a in answered),
-            "tokens_out": sum(a.get("tokens_out", 0) for a in answered),
-            "retries": retries.get(model, 0),
-            "escalations": escalations.get(model, 0),
-            "cached": sum(1 for a in mine if a.get("cached")),
-        }
-    return figures
+    return RunFigures.over(tests).models()
 
 
-def _known(attempts: Iterable[Mapping[str, Any]], key: str) -> list[float]:
-    return [float(a[key]) for a in attempts if a.get(key) is not None]
-
-
-def run_totals(tests: Sequence[Mapping[str, Any]], wall_s: float) -> Totals:
+def run_totals(tests: Iterable[Mapping[str, Any]], wall_s: float) -> Totals:
     """Session totals: see ``totals`` in the schema. ``parallelism`` is the server's busy
     time (its own durations of the live answers) over the wall time: what the wall clock
     shows, never the client's time, which counts the wait for a slot as model time."""
-    calls = [c for t in tests for c in t["llm"]]
-    attempts = [a for c in calls for a in tries(c)]
-    live = [a for a in attempts if not a.get("cached") and a.get("rejected") != "transport"]
-    model_ms = sum(_model_ms(c) for c in calls)
-    busy = [a.get("server_ms") for a in live]
-    server_ms = _sum_known(
-        None if ms is None else ms + float(a.get("load_ms") or 0.0)
-        for ms, a in zip(busy, live, strict=True)
-    )
-    queue_ms = _sum_known(a.get("queue_ms") for a in live)
-    outcomes = [t["outcome"] for t in tests]
-    return {
-        "tests": len(tests),
-        "llm_tests": sum(1 for t in tests if t["llm"] or t["error"] is not None),
-        "passed": outcomes.count("passed"),
-        "failed": outcomes.count("failed"),
-        "errors": outcomes.count("error"),
-        "skipped": outcomes.count("skipped"),
-        "xfailed": outcomes.count("xfailed"),
-        "xpassed": outcomes.count("xpassed"),
-        "flagged": outcomes.count("flagged"),
-        "rung_failed": sum(1 for t in tests if t.get("rung_failed")),
-        "reruns": sum(t.get("reruns", 0) for t in tests),
-        "calls": len(calls),
-        "requests": len(attempts),
-        "tokens_in": _sum_known(_tokens_in(c) for c in calls),
-        "tokens_out": sum(_tokens_out(c) for c in calls),
-        "retries": sum(c.get("retries", 0) for c in calls),
-        "escalations": sum(1 for c in calls if len(_route(c)) > 1),
-        "cached": sum(1 for c in calls if c.get("cached")),
-        "reasks": _reasks(calls),
-        "model_ms": round(model_ms, 3),
-        "server_ms": None if not live or server_ms is None else round(server_ms, 3),
-        "queue_ms": None if not live or queue_ms is None else round(queue_ms, 3),
-        "parallelism": (
-            round(server_ms / 1000 / wall_s, 3) if wall_s > 0 and live and server_ms else None
-        ),
-    }
+    return RunFigures.over(tests).totals(wall_s)
 
 
 def down_host(error: Mapping[str, Any] | None, host: str | None) -> str | None:
@@ -238,56 +438,13 @@ def hosts_down(tests: Iterable[Mapping[str, Any]]) -> dict[str, HostDown]:
     """Hosts that failed, each once: why (``reason``, the first ``message``), the tests
     whose calls moved to other hosts of the pool (``moved``, sorted ids) and how many tests
     errored with it (``tests``, refused connections), on which ``workers``."""
-    down: dict[str, HostDown] = {}
-
-    def entry(host: str, message: str, reason: str | None) -> HostDown:
-        return down.setdefault(
-            host, {"tests": 0, "workers": [], "message": message, "reason": reason, "moved": []}
-        )
-
-    for test in tests:
-        hit: list[str] = []
-        for move in test.get("moved_from") or ():
-            found = entry(move["host"], move["message"] or "", move["reason"])
-            if test["outcome"] != "error" and test["nodeid"] not in found["moved"]:
-                found["moved"].append(test["nodeid"])
-            hit.append(move["host"])
-        host = down_host(test["error"], test["host"])
-        for each in host.split(",") if host is not None else ():  # every host of a pool
-            found = entry(each, test["error"]["message"], "refused the connection")
-            found["tests"] += 1
-            hit.append(each)
-        for each in dict.fromkeys(hit):
-            workers = down[each]["workers"]
-            if test["worker"] and test["worker"] not in workers:
-                workers.append(test["worker"])
-    for found in down.values():
-        found["workers"].sort()
-        found["moved"].sort()
-    return down
+    return RunFigures.over(tests).hosts_down()
 
 
 def worker_rows(tests: Iterable[Mapping[str, Any]], hosts: Mapping[str, str]) -> list[Worker]:
     """``run.workers``: for each xdist worker that ended its session (``hosts``: the host
     each was given, from its ``workeroutput``), its share of the tests."""
-    by_worker: dict[str, list[Mapping[str, Any]]] = {worker: [] for worker in hosts}
-    for test in tests:
-        if test["worker"] in by_worker:
-            by_worker[test["worker"]].append(test)
-    rows: list[Worker] = []
-    for worker in sorted(by_worker, key=_worker_order):
-        totals = run_totals(by_worker[worker], wall_s=0.0)
-        rows.append(
-            {
-                "id": worker,
-                "host": hosts[worker],
-                "tests": totals["tests"],
-                "llm_tests": totals["llm_tests"],
-                "calls": totals["calls"],
-                "model_ms": totals["model_ms"],
-            }
-        )
-    return rows
+    return RunFigures.over(tests).workers(hosts)
 
 
 def build_report(
@@ -305,15 +462,19 @@ def report_document(
     *,
     run: Mapping[str, Any],
     ladder: Mapping[str, Any] | None = None,
+    figures: RunFigures | None = None,
 ) -> Report:
-    """The report document from finished test records, the run metadata and the ladder."""
+    """The report document from finished test records, the run metadata and the ladder;
+    ``figures`` are those of ``tests`` when the caller kept them as the tests ended."""
+    if figures is None:
+        figures = RunFigures.over(tests)
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "run": cast(Run, dict(run)),
-        "totals": run_totals(tests, run["wall_s"]),
-        "models": model_figures(tests),
-        "tests": [cast(ReportedTest, test) for test in tests],
+        "totals": figures.totals(run["wall_s"]),
+        "models": figures.models(),
+        "tests": cast(Sequence[ReportedTest], tests),
         "ladder": None if ladder is None else dict(ladder),
     }
 
