@@ -11,7 +11,10 @@ On the controller, or in a run without xdist, it then:
 * prints the ``llm summary`` and ``llm sampling`` sections (``pytest_terminal_summary``,
   once);
 * writes the JSON report (``--llm-report``) and the HTML report (``--llm-html``,
-  :mod:`pytest_llm.report.html`), each atomically (``_files.write_text_atomic``);
+  :mod:`pytest_llm.report.html`), each atomically; the tests are not kept in memory
+  meanwhile: each is written to a temporary file as it ends
+  (:mod:`pytest_llm.report.stream`), and its ``llm`` properties are taken off the item
+  and, once every plugin has seen it, off the teardown report pytest keeps;
 * compares with a baseline (``--llm-baseline``, :mod:`pytest_llm.baseline`) and
   fails the session when the gate fails;
 * appends a Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set.
@@ -26,7 +29,9 @@ failed test whose teardown also errors is ``failed``).
 The package, one job a module: :mod:`~pytest_llm.report.options` (what the user asked
 for), :mod:`~pytest_llm.report.document` (the typed document and its JSON Schema),
 :mod:`~pytest_llm.report.records` (one record per test from its reports),
-:mod:`~pytest_llm.report.figures` (pure figures over records, and the document),
+:mod:`~pytest_llm.report.figures` (pure figures over records, also kept as running
+figures as the tests end, and the document), :mod:`~pytest_llm.report.stream` (the
+finished tests on disk during the run, the JSON file written from them),
 :mod:`~pytest_llm.report.text` (the terminal), :mod:`~pytest_llm.report.markdown` (the
 step summary), :mod:`~pytest_llm.report.html` (the HTML file) and
 :mod:`~pytest_llm.report.recorder` (the plugin object and its hooks). Reading a report

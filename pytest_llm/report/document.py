@@ -33,6 +33,7 @@ figures it compares did not change.
 # No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from
 # evaluated annotations (``__required_keys__``), which the schema test compares.
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -208,7 +209,9 @@ class HostFailure(TypedDict):
 
 
 class ReportedTest(TypedDict):
-    """One test, exactly once, in the order its first report (setup) arrived."""
+    """One test, exactly once, in the order the tests ended (under xdist, the order the
+    controller heard of their end; a test cut short, by a crashed worker or an
+    interrupted run, comes last)."""
 
     nodeid: str
     group: str | None
@@ -384,7 +387,8 @@ class Report(TypedDict):
     run: Run
     totals: Totals
     models: dict[str, ModelFigures]
-    tests: list[ReportedTest]
+    tests: Sequence[ReportedTest]
+    """A list, or during a run the tests kept on disk (``pytest_llm.report.stream``)."""
     ladder: dict[str, Any] | None
 
 

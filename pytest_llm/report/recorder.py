@@ -1,9 +1,15 @@
 """The :class:`Recorder` plugin object: collects the test records and, on the controller,
-summarises and writes the reports."""
+summarises and writes the reports.
+
+Memory does not grow with the tests beyond a few bytes each: a test's record lives
+while its reports arrive; when the test ends (``pytest_runtest_logfinish``) it is counted
+in the run's figures (:class:`~.figures.RunFigures`) and written to disk
+(:class:`~.stream.SpooledTests`), and the report's own ``user_properties`` entries are
+taken off the test's item and, once every plugin has seen it, off its teardown report
+(pytest's terminal reporter keeps every report to the end)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -16,10 +22,11 @@ from ..backends import BackendPool
 from ..baseline import Comparison, compare, load_report
 from ..config import HarnessConfig, public_host
 from .document import Report
-from .figures import down_host, hosts_down, report_document, versions, worker_rows
+from .figures import RunFigures, down_host, report_document, versions
 from .markdown import markdown_summary
 from .options import ReportOptions
-from .records import TestRecord, split_group
+from .records import REPORTED, TestRecord, split_group
+from .stream import SpooledTests, write_report
 from .text import sampling_lines, summary_lines
 
 if TYPE_CHECKING:
@@ -63,7 +70,12 @@ class Recorder:
                 )
             else:
                 self.baseline = load_report(options.baseline)
+        #: The tests whose reports are still arriving (each leaves when it ends).
         self.records: dict[str, TestRecord] = {}
+        #: The tests that ended, as the report holds them: on disk, beside the report.
+        self.tests = SpooledTests(options.report.parent if options.report else None)
+        #: The run's figures over ``tests``, kept as each test ends.
+        self.figures = RunFigures()
         self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
         self.live_models: dict[str, set[str]] = {}  # host -> models that answered live there
         self.down: set[str] = set()
@@ -93,7 +105,23 @@ class Recorder:
         settings = item_settings(item)
         if settings is not None:
             report.llm_model = settings.model  # type: ignore[attr-defined]
+        if report.when == "teardown" and any(n in REPORTED for n, _ in item.user_properties):
+            # the report has its own copy; the item (kept to the end) needs them no more
+            item.user_properties[:] = [p for p in item.user_properties if p[0] not in REPORTED]
         return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_then_slim(
+        self, report: pytest.TestReport
+    ) -> Generator[None, None, None]:
+        """Once every plugin has seen a teardown report (this wrapper is the outermost:
+        JUnit XML has copied its properties, pytest-html built its row, an xdist worker
+        sent it, this recorder folded it in), it keeps no calls, scores, samples or
+        datasets: pytest's terminal reporter holds every report until the end. The list
+        is replaced, not emptied, so a plugin that kept it keeps what it saw."""
+        yield
+        if report.when == "teardown" and any(n in REPORTED for n, _ in report.user_properties):
+            report.user_properties = [p for p in report.user_properties if p[0] not in REPORTED]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if getattr(report, "llm_case", None) is not None:
@@ -110,6 +138,26 @@ class Recorder:
         if record is None:
             record = self.records[nodeid] = TestRecord(nodeid=nodeid, group=group)
         record.update(report)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        """The test ended, every rerun included (pytest-rerunfailures, xdist pass it on)."""
+        if self.worker_id is None:
+            self._end(split_group(nodeid)[0] if self.dist == "loadgroup" else nodeid)
+
+    def _end(self, nodeid: str, *, last: bool = False) -> None:
+        """Count the test in the figures, write it to disk and forget it; not while a
+        rerun of it is to come (pytest-rerunfailures ends each run), unless ``last``."""
+        record = self.records.get(nodeid)
+        if record is None or (record.rerun_pending and not last):
+            return  # a test without reports (deselected by a plugin), or to be run again
+        del self.records[nodeid]
+        self._note_servers(record)
+        test = record.as_json()
+        self.figures.add(test)
+        self.tests.append(test)
+
+    def pytest_unconfigure(self) -> None:
+        self.tests.close()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.worker_id is not None or session.config.option.collectonly:
@@ -159,16 +207,15 @@ class Recorder:
     # the end ----------------------------------------------------------------------------
 
     def finish(self) -> Report:
-        """The report document of the whole run."""
-        tests = [r.as_json() for r in self.records.values()]
+        """The report document of the whole run (its ``tests`` on disk)."""
+        for nodeid in list(self.records):  # cut short: a crashed worker, an interrupted run
+            self._end(nodeid, last=True)
         digests: dict[str, dict[str, str]] = {}
         if self.workers:
             for worker in self.workers:
                 for model, by_host in worker["digests"].items():
                     digests.setdefault(model, {}).update(by_host)
-        elif self._wants_files():  # this process ran the tests
-            for record in self.records.values():
-                self._note_servers(record)
+        elif self._wants_files():  # this process ran the tests (their servers noted)
             digests = self._digests()
         run = {
             "wall_s": round(time.perf_counter() - self._started, 3),
@@ -176,8 +223,8 @@ class Recorder:
             "backend": self.settings.backend,
             "seed": self.settings.seed,
             "hosts": self.hosts,
-            "hosts_down": hosts_down(tests),
-            "workers": worker_rows(tests, {w["id"]: w["host"] for w in self.workers}),
+            "hosts_down": self.figures.hosts_down(),
+            "workers": self.figures.workers({w["id"]: w["host"] for w in self.workers}),
             "digests": digests,
             "dist": self.dist,
             "filtered": self.options.filtered,
@@ -185,7 +232,7 @@ class Recorder:
             "versions": versions(),
         }
         ladder = self.ladder.document() if self.ladder is not None and self.ladder.rungs else None
-        return report_document(tests, run=run, ladder=ladder)
+        return report_document(self.tests, run=run, ladder=ladder, figures=self.figures)
 
     def _wants_files(self) -> bool:
         return self.options.report is not None or self.options.html is not None
@@ -209,15 +256,20 @@ class Recorder:
         from .html import render_html
 
         assert self.doc is not None
+        doc = self.doc
         outputs: list[tuple[Path | None, str, Any]] = [
-            (self.options.report, "--llm-report", lambda: json.dumps(self.doc, indent=1) + "\n"),
-            (self.options.html, "--llm-html", lambda: render_html(self.doc, self.comparison)),
+            (self.options.report, "--llm-report", lambda path: write_report(path, doc)),
+            (
+                self.options.html,
+                "--llm-html",
+                lambda path: write_text_atomic(path, render_html(doc, self.comparison)),
+            ),
         ]
-        for path, option, render in outputs:
+        for path, option, write in outputs:
             if path is None:
                 continue
             try:
-                write_text_atomic(path, render())
+                write(path)
             except OSError as exc:
                 self.problems.append(f"pytest-llm: {option}: could not write {path}: {exc}")
         if self.options.step_summary is not None and self.doc["totals"]["llm_tests"]:

@@ -38,6 +38,7 @@ from .figures import (
 )
 
 __all__ = [
+    "REPORTED",
     "SCORES_PROPERTY",
     "TestRecord",
     "error_info",
@@ -55,6 +56,8 @@ _PARTS = {
     properties.DATASETS: "datasets",
     properties.SCORES: "scores",
 }
+#: The ``user_properties`` entries a record takes in (a test's observer writes them).
+REPORTED = frozenset(_PARTS)
 
 
 @dataclass
@@ -85,6 +88,9 @@ class TestRecord:
     """The hosts of the pool that failed the test's calls (which then moved), once each."""
     configured_model: str | None = None
     """The model the test was set to ask (its ``llm`` settings), for a test with no answer."""
+    rerun_pending: bool = False
+    """This run of the test will be run again (pytest-rerunfailures): its end is not the
+    test's (not in the report)."""
 
     def update(self, report: pytest.TestReport) -> None:
         """Fold in one phase's report. Under pytest-rerunfailures every run's reports arrive
@@ -92,6 +98,8 @@ class TestRecord:
         carries that run's calls only, so they add up to what the server answered."""
         self.reruns = max(self.reruns, int(getattr(report, "rerun", 0) or 0))
         rerun = str(report.outcome) == "rerun"  # pytest-rerunfailures' own outcome
+        if rerun or report.when == "setup":
+            self.rerun_pending = rerun  # a run starts with its setup
         if rerun:
             self.rerun_failures.append(failure_info(report))
             self.failure = None
