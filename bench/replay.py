@@ -16,6 +16,7 @@ The cassettes are recorded once against FakeOllama (``--llm-record-mode=once``) 
 reused by every replay.
 
     python -m bench.replay [--tests 1000] [--runs 5] [--memory 500,5000]
+    python -m bench.replay --tests 0 --runs 3 --memory 500,5000   # the memory row only
 """
 
 from __future__ import annotations
@@ -211,20 +212,28 @@ def memory_rows(settings: Settings) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tests", type=int, default=1000)
+    parser.add_argument("--tests", type=int, default=1000, help="0: no per-test figures")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--memory", default="", help="SMALL,LARGE: also measure memory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        figures = per_test(Path(tmp), args.tests, args.runs)
-        for name, value in figures.items():
-            print(f"{name:18}: {value:.3f} s  ({value / args.tests * 1000:.3f} ms per test)")
-        added = (figures["replayed_cpu_s"] - figures["plain_cpu_s"]) / args.tests * 1000
-        print(f"replay adds {added:+.3f} ms CPU per test (budget +{PER_TEST_BUDGET_MS} ms)")
+        if args.tests:
+            figures = per_test(Path(tmp), args.tests, args.runs)
+            for name, value in figures.items():
+                print(f"{name:18}: {value:.3f} s  ({value / args.tests * 1000:.3f} ms per test)")
+            added = (figures["replayed_cpu_s"] - figures["plain_cpu_s"]) / args.tests * 1000
+            print(f"replay adds {added:+.3f} ms CPU per test (budget +{PER_TEST_BUDGET_MS} ms)")
         if args.memory:
             small, large = (int(n) for n in args.memory.split(","))
-            for name, mib in memory(Path(tmp, "memory"), (small, large), args.runs).items():
+            peaks = memory(Path(tmp, "memory"), (small, large), args.runs)
+            for name, mib in peaks.items():
                 print(f"peak RSS {name:14}: {mib:.1f} MiB")
+            ours = peaks[f"replayed_{large}"] - peaks[f"replayed_{small}"]
+            plain = peaks[f"plain_{large}"] - peaks[f"plain_{small}"]
+            print(
+                f"growth {small:,} -> {large:,} tests: replayed with --llm-report {ours:.1f} MiB, "
+                f"plain {plain:.1f} MiB ({ours - plain:+.1f} MiB, budget +{MEMORY_BUDGET_MIB} MiB)"
+            )
 
 
 if __name__ == "__main__":
