@@ -226,20 +226,70 @@ def _llm_rung(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture
 def llm_config(request: pytest.FixtureRequest, _llm_rung: str | None) -> HarnessConfig:
     """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
-    config = _item_config(request.node)
-    if _llm_rung is not None:  # the ladder's model for this item
-        config = config.replace(model=_llm_rung)
-    request.node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
-    session_of(request.config).timeout_guard.check(request.node, config)
-    return config
+    return _TestParts.of(request, _llm_rung).config
 
 
-@pytest.fixture
-def _llm_observer(
-    request: pytest.FixtureRequest, llm_config: HarnessConfig
-) -> Iterator[TestObserver]:
+class _TestParts:
+    """What ``llm``, ``llm_proxy``, ``llm_snapshot`` and ``llm_config`` share in one test:
+    its config, its observer (what it saw goes into the test's report) and its cassette.
+
+    The first of those fixtures to be set up makes them (:meth:`of`); they are finished
+    after the last one is torn down: the observer's properties are added to the test's
+    report, then the cassette is written and dropped. One object rather than a fixture
+    each: a replayed test sets up two fixtures, not five.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest, rung: str | None) -> None:
+        node, config = request.node, _item_config(request.node)
+        if rung is not None:  # the ladder's model for this item
+            config = config.replace(model=rung)
+        node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
+        session = session_of(request.config)
+        session.timeout_guard.check(node, config)
+        self.config = config
+        self.observer = _observer(request, config)
+        settings = session.cassettes
+        self.cassette = None if settings.mode == "off" else settings.cassette_for(node)
+
+    @classmethod
+    def of(cls, request: pytest.FixtureRequest, rung: str | None) -> _TestParts:
+        """This test's parts, made (and their finish planned) by the first fixture asking."""
+        node = request.node
+        parts: _TestParts | None = node.stash.get(_PARTS_KEY, None)
+        if parts is None:
+            parts = cls(request, rung)
+            node.stash[_PARTS_KEY] = parts
+            # runs after the asking fixture's own teardown: the last of them to end
+            request.addfinalizer(lambda: parts._finish(node))
+        return parts
+
+    def _finish(self, node: pytest.Item) -> None:
+        del node.stash[_PARTS_KEY]  # a rerun (pytest-rerunfailures) makes its own
+        # before the teardown report is made, so it (and JUnit XML, xdist) carry them
+        node.user_properties.extend(self.observer.properties())
+        cassette = self.cassette
+        if cassette is None:
+            return
+        cassette.save(
+            keep=node.stash.get(INFRASTRUCTURE_FAULT_KEY, False),
+            complete=node.stash.get(CALL_PASSED_KEY, False),
+        )
+        events = {
+            "rerecorded": cassette.rerecorded,
+            "unused": cassette.unused,
+            "pruned": cassette.pruned,
+        }
+        if any(events.values()):  # the run's llm cassettes section lists them
+            text = json.dumps({k: v for k, v in events.items() if v}, sort_keys=True)
+            node.user_properties.append((CASSETTE_PROPERTY, text))
+
+
+_PARTS_KEY = pytest.StashKey[_TestParts]()
+
+
+def _observer(request: pytest.FixtureRequest, config: HarnessConfig) -> TestObserver:
     """This test's :class:`~pytest_llm.observer.TestObserver`, shared by ``llm`` and
-    ``llm_proxy``; what it saw goes into the test's report at teardown."""
+    ``llm_proxy``."""
     node = request.node
     live = session_of(request.config).live
     from .dataset_hooks import report_cases, select_cases
@@ -247,42 +297,36 @@ def _llm_observer(
 
     observer = TestObserver(
         live=None if live is None else lambda n, result: live(node.nodeid, n, result),
-        dataset=lambda outcome: report_cases(request, outcome, llm_config.on_low_quality),
+        dataset=lambda outcome: report_cases(request, outcome, config.on_low_quality),
         select=lambda cases: select_cases(request.config, cases),
     )
     node.stash[OBSERVER_KEY] = observer  # the llm calls section, should the test fail
     # a rerun (pytest-rerunfailures) reports its own calls only
     node.user_properties[:] = [p for p in node.user_properties if p[0] not in PROPERTIES]
-    yield observer
-    # before the teardown report is made, so it (and JUnit XML, xdist) carry them
-    node.user_properties.extend(observer.properties())
+    return observer
 
 
 @pytest.fixture
-def llm(
-    request: pytest.FixtureRequest,
-    llm_config: HarnessConfig,
-    _llm_cassette: Cassette | None,
-    _llm_observer: TestObserver,
-) -> Iterator[Harness]:
+def llm(request: pytest.FixtureRequest, _llm_rung: str | None) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
     from .harness import Harness
     from .sampling import ignored_settings
     from .scoring import activated
 
+    parts = _TestParts.of(request, _llm_rung)
+    config, observer, cassette = parts.config, parts.observer, parts.cassette
     session = session_of(request.config)
-    check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
+    check_reachable(request, config, session.pool, session.cassettes.mode)  # down: setup error
     harness = Harness(
-        llm_config,
-        backend=lambda c: _backend(request.config, c, _llm_cassette, request.node.nodeid),
-        observer=_llm_observer,
+        config,
+        backend=lambda c: _backend(request.config, c, cassette, request.node.nodeid),
+        observer=observer,
         # with a cassette the cache is the test's own, so that its cassette holds every vector
-        embeddings=None if _llm_cassette is not None else session.embeddings,
+        embeddings=None if cassette is not None else session.embeddings,
     )
     with activated(harness):  # where assert_score, assert_similar and judge() find it
         yield harness
-    called, sampled = _llm_observer.called, bool(_llm_observer.samples)
-    ignored = ignored_settings(llm_config, called=called, sampled=sampled)
+    ignored = ignored_settings(config, called=observer.called, sampled=bool(observer.samples))
     if ignored is not None:
         raise ConfigError(ignored)
 
@@ -295,41 +339,14 @@ def llm_judge(llm: Harness) -> Harness:
 
 
 @pytest.fixture
-def _llm_cassette(request: pytest.FixtureRequest) -> Iterator[Cassette | None]:
-    """This test's cassette (``None`` in record mode ``off``), written at its end and dropped."""
-    settings = session_of(request.config).cassettes
-    if settings.mode == "off":
-        yield None
-        return
-    cassette = settings.cassette_for(request.node)
-    yield cassette
-    node = request.node
-    cassette.save(
-        keep=node.stash.get(INFRASTRUCTURE_FAULT_KEY, False),
-        complete=node.stash.get(CALL_PASSED_KEY, False),
-    )
-    events = {
-        "rerecorded": cassette.rerecorded,
-        "unused": cassette.unused,
-        "pruned": cassette.pruned,
-    }
-    if any(events.values()):  # the run's llm cassettes section lists them
-        text = json.dumps({k: v for k, v in events.items() if v}, sort_keys=True)
-        node.user_properties.append((CASSETTE_PROPERTY, text))
-
-
-@pytest.fixture
-def llm_snapshot(
-    snapshot: Any,
-    request: pytest.FixtureRequest,
-    llm_config: HarnessConfig,
-    _llm_cassette: Cassette | None,
-) -> Any:
+def llm_snapshot(snapshot: Any, request: pytest.FixtureRequest, _llm_rung: str | None) -> Any:
     """syrupy's ``snapshot`` with pytest-llm's extension: ``assert result == llm_snapshot``."""
     from .snapshot import LLMSnapshotAssertion, settings_from_ini
 
+    parts = _TestParts.of(request, _llm_rung)
+
     def embed(model: str, texts: Sequence[str]) -> list[list[float]]:
-        return _backend(request.config, llm_config, _llm_cassette).embed(model, texts)
+        return _backend(request.config, parts.config, parts.cassette).embed(model, texts)
 
     comparison = settings_from_ini(request.config)
     return LLMSnapshotAssertion.of(snapshot, comparison=comparison, embed=embed)
@@ -347,26 +364,23 @@ def _llm_proxy_server() -> Iterator[Any]:
 
 @pytest.fixture
 def llm_proxy(
-    request: pytest.FixtureRequest,
-    llm_config: HarnessConfig,
-    _llm_cassette: Cassette | None,
-    _llm_observer: TestObserver,
-    _llm_proxy_server: Any,
+    request: pytest.FixtureRequest, _llm_rung: str | None, _llm_proxy_server: Any
 ) -> Iterator[Any]:
     """A :class:`pytest_llm.LLMProxy`: the application's own model calls (any client, any
     subprocess) reach the test's backend through it, recorded and reported as ``llm``'s."""
     from .proxy import LLMProxy
 
+    parts = _TestParts.of(request, _llm_rung)
     session = session_of(request.config)
-    check_reachable(request, llm_config, session.pool, session.cassettes.mode)  # down: setup error
+    check_reachable(request, parts.config, session.pool, session.cassettes.mode)  # down: error
     # before the environment
-    backend = _backend(request.config, llm_config, _llm_cassette, request.node.nodeid)
+    backend = _backend(request.config, parts.config, parts.cassette, request.node.nodeid)
     proxy = LLMProxy(
         url=_llm_proxy_server.url,
         backend=backend,
-        config=llm_config,
+        config=parts.config,
         test=request.node.nodeid,
-        on_result=_llm_observer.on_result,
+        on_result=parts.observer.on_result,
     )
     request.node.stash[PROXY_KEY] = proxy  # its fault is the test's error (pytest_runtest_call)
     with _llm_proxy_server.serving(proxy), proxy.environment():
