@@ -442,9 +442,20 @@ class _Held:
         self.client_gone = client_gone
         self.abort = abort
 
-    def __enter__(self) -> None:
+        self.held = False
+
+    def __enter__(self) -> _Held:
         if not self.slots.acquire(self.client_gone):
             raise self.abort
+        self.held = True
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.slots.release()
+        self.release()
+
+    def release(self) -> None:
+        """Give the slot back now (once): the answer's last bytes are about to go out, and
+        a client that has them may send its next request at once."""
+        if self.held:
+            self.held = False
+            self.slots.release()

@@ -22,7 +22,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
-from ._engine import DEFAULT_STATUS_ERRORS, DEFAULT_STREAM_ERROR, POLL, Plan, RecordedRequest, Reply
+from ._engine import (
+    DEFAULT_STATUS_ERRORS,
+    DEFAULT_STREAM_ERROR,
+    POLL,
+    Plan,
+    RecordedRequest,
+    Reply,
+    _Held,
+)
 
 if TYPE_CHECKING:
     from ._fake_ollama import FakeOllama
@@ -73,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
     drip: float | None = None  # the reply's Reply.drip: seconds between the bytes of a stream
     openai = False  # the request is under /v1: OpenAI's wire format (SSE, error shape)
     arrival = 0  # the number of /v1 chat requests that had arrived when this one did
+    _held: _Held | None = None  # the slot this request holds (Slots.hold), if any
 
     @property
     def fake(self) -> FakeOllama:
@@ -129,14 +138,22 @@ class Handler(BaseHTTPRequestHandler):
             if remaining > POLL and self.client_gone():
                 raise Abort
 
-    def slot(self) -> contextlib.AbstractContextManager[None]:
+    def slot(self) -> _Held:
         """Hold one of the fake's parallel slots (Abort when none came before the end)."""
-        return self.fake._slots.hold(self.client_gone, Abort)
+        self._held = self.fake._slots.hold(self.client_gone, Abort)
+        return self._held
+
+    def answer_complete(self) -> None:
+        """The slot back before the answer's last write: a client's next request, sent as
+        soon as it has read this one, never finds it still held (``max_in_flight``)."""
+        if self._held is not None:
+            self._held.release()
 
     # ---------------------------------------------------------------- dispatch
 
     def _dispatch(self) -> None:
         self.headers_sent = False
+        self._held = None
         self.drip = None
         self._chunked = self.request_version == "HTTP/1.1"
         path = urlsplit(self.path).path

@@ -315,6 +315,7 @@ def _run(
     if not chat:
         final["context"] = list(range(1, tokens_in + tokens_out + 1))
     final.update({k: v for k, v in metrics.items() if v != 0})
+    h.answer_complete()
     if stream:
         h.stream_line(final)
         h.end_stream()

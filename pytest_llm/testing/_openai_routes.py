@@ -122,6 +122,7 @@ def _run(h: Handler, request: RecordedRequest, reply: Reply, model: str) -> None
         for i, c in enumerate(reply.tool_calls)
     ]  # fmt: skip
     reason = "tool_calls" if calls and the_plan.done_reason == "stop" else the_plan.done_reason
+    h.answer_complete()
     if not stream:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(text["content"])}
         if text["thinking"]:
