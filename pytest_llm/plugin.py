@@ -38,16 +38,8 @@ if TYPE_CHECKING:  # imported where used: a suite that never uses llm never load
     from .harness import Harness
     from .observer import TestObserver
 
-#: The resolved settings of an item's ``llm_config`` (the run report names its host).
-ITEM_CONFIG_KEY = pytest.StashKey[HarnessConfig]()
-#: The observer of an item's model calls, until its teardown report (the llm calls section).
-OBSERVER_KEY = pytest.StashKey["TestObserver"]()
 #: The item's ``llm_proxy`` (a ``pytest_llm.LLMProxy``), whose fault is the test's error.
 PROXY_KEY = pytest.StashKey[Any]()
-#: Set on an item whose setup or call ended in an infrastructure error.
-INFRASTRUCTURE_FAULT_KEY = pytest.StashKey[bool]()
-#: Whether an item's call passed (its cassette's unused recordings are then known).
-CALL_PASSED_KEY = pytest.StashKey[bool]()
 
 #: Errors that mean "could not test", reported as test errors (E) with a one-line fix.
 INFRASTRUCTURE_ERRORS = (BackendError, CassetteError, ConfigError, JudgeError)
@@ -235,45 +227,59 @@ class _TestParts:
 
     The first of those fixtures to be set up makes them (:meth:`of`); they are finished
     after the last one is torn down: the observer's properties are added to the test's
-    report, then the cassette is written and dropped. One object rather than a fixture
-    each: a replayed test sets up two fixtures, not five.
+    report, then the cassette is written and dropped. The reports' hooks read the rest
+    (:func:`test_parts`): the config (the host that served the test), the observer until
+    the teardown report (the ``llm calls`` section), what the call's outcome says of the
+    cassette. One object rather than a fixture, or a stash entry, each: a replayed test
+    sets up two fixtures, not five, and its item holds one entry for the whole session.
     """
+
+    __slots__ = (
+        "call_passed", "cassette", "config", "finished", "infrastructure_fault", "observer",
+    )  # fmt: skip
 
     def __init__(self, request: pytest.FixtureRequest, rung: str | None) -> None:
         node, config = request.node, _item_config(request.node)
         if rung is not None:  # the ladder's model for this item
             config = config.replace(model=rung)
-        node.stash[ITEM_CONFIG_KEY] = config  # the run report names the test's host
         session = session_of(request.config)
         session.timeout_guard.check(node, config)
         self.config = config
-        self.observer = _observer(request, config)
+        self.observer: TestObserver | None = _observer(request, config)
         settings = session.cassettes
         self.cassette = None if settings.mode == "off" else settings.cassette_for(node)
+        self.call_passed = False  # its cassette's unused recordings are known only then
+        self.infrastructure_fault = False  # its cassette keeps what is on disk then
+        self.finished = False
+
+    @property
+    def watching(self) -> TestObserver:
+        """The observer, for a fixture being set up (it is let go at the teardown report)."""
+        if self.observer is None:
+            raise RuntimeError("the test's observer was asked for after its teardown report")
+        return self.observer
 
     @classmethod
     def of(cls, request: pytest.FixtureRequest, rung: str | None) -> _TestParts:
         """This test's parts, made (and their finish planned) by the first fixture asking."""
         node = request.node
-        parts: _TestParts | None = node.stash.get(_PARTS_KEY, None)
-        if parts is None:
-            parts = cls(request, rung)
-            node.stash[_PARTS_KEY] = parts
+        parts = test_parts(node)
+        if parts is None or parts.finished:  # a rerun (pytest-rerunfailures) makes its own
+            made = parts = cls(request, rung)
+            node.stash[_PARTS_KEY] = made
             # runs after the asking fixture's own teardown: the last of them to end
-            request.addfinalizer(lambda: parts._finish(node))
+            request.addfinalizer(lambda: made._finish(node))
         return parts
 
     def _finish(self, node: pytest.Item) -> None:
-        del node.stash[_PARTS_KEY]  # a rerun (pytest-rerunfailures) makes its own
+        self.finished = True
         # before the teardown report is made, so it (and JUnit XML, xdist) carry them
-        node.user_properties.extend(self.observer.properties())
-        cassette = self.cassette
+        if self.observer is not None:
+            node.user_properties.extend(self.observer.properties())
+        cassette, self.cassette = self.cassette, None
         if cassette is None:
             return
-        cassette.save(
-            keep=node.stash.get(INFRASTRUCTURE_FAULT_KEY, False),
-            complete=node.stash.get(CALL_PASSED_KEY, False),
-        )
+        cassette.save(keep=self.infrastructure_fault, complete=self.call_passed)
         events = {
             "rerecorded": cassette.rerecorded,
             "unused": cassette.unused,
@@ -285,6 +291,17 @@ class _TestParts:
 
 
 _PARTS_KEY = pytest.StashKey[_TestParts]()
+
+
+def test_parts(item: pytest.Item) -> _TestParts | None:
+    """The parts of a test that used ``llm`` (or ``llm_proxy``, ...), else ``None``."""
+    return item.stash.get(_PARTS_KEY, None)
+
+
+def item_config(item: pytest.Item) -> HarnessConfig | None:
+    """The settings a test's ``llm`` (or ``llm_config``, ...) resolved, if it used one."""
+    parts = test_parts(item)
+    return None if parts is None else parts.config
 
 
 def _observer(request: pytest.FixtureRequest, config: HarnessConfig) -> TestObserver:
@@ -300,7 +317,6 @@ def _observer(request: pytest.FixtureRequest, config: HarnessConfig) -> TestObse
         dataset=lambda outcome: report_cases(request, outcome, config.on_low_quality),
         select=lambda cases: select_cases(request.config, cases),
     )
-    node.stash[OBSERVER_KEY] = observer  # the llm calls section, should the test fail
     # a rerun (pytest-rerunfailures) reports its own calls only
     node.user_properties[:] = [p for p in node.user_properties if p[0] not in PROPERTIES]
     return observer
@@ -314,7 +330,7 @@ def llm(request: pytest.FixtureRequest, _llm_rung: str | None) -> Iterator[Harne
     from .scoring import activated
 
     parts = _TestParts.of(request, _llm_rung)
-    config, observer, cassette = parts.config, parts.observer, parts.cassette
+    config, observer, cassette = parts.config, parts.watching, parts.cassette
     session = session_of(request.config)
     check_reachable(request, config, session.pool, session.cassettes.mode)  # down: setup error
     harness = Harness(
@@ -380,7 +396,7 @@ def llm_proxy(
         backend=backend,
         config=parts.config,
         test=request.node.nodeid,
-        on_result=parts.observer.on_result,
+        on_result=parts.watching.on_result,
     )
     request.node.stash[PROXY_KEY] = proxy  # its fault is the test's error (pytest_runtest_call)
     with _llm_proxy_server.serving(proxy), proxy.environment():
@@ -413,20 +429,22 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    item_config = item.stash.get(ITEM_CONFIG_KEY, None)
-    if item_config is not None:  # the run report says which host served the test
-        report.llm_host = item_config.host  # type: ignore[attr-defined]
+    parts = test_parts(item)
+    if parts is not None:  # the run report says which host served the test
+        report.llm_host = parts.config.host  # type: ignore[attr-defined]
         hosts = session_of(item.config).pool.hosts
         if hosts is not None:  # a host pool: the host that answered, the calls it moved
             served, moves = hosts.served(item.nodeid, forget=report.when == "teardown")
-            report.llm_host = served or item_config.host  # type: ignore[attr-defined]
+            report.llm_host = served or parts.config.host  # type: ignore[attr-defined]
             report.llm_moved = moves  # type: ignore[attr-defined]
-    if report.when == "call":
-        item.stash[CALL_PASSED_KEY] = report.passed
+        if report.when == "call":
+            parts.call_passed = report.passed
     excinfo = call.excinfo
-    if excinfo is not None and report.failed and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
-        item.stash[INFRASTRUCTURE_FAULT_KEY] = True  # its cassette keeps what is on disk
-    if excinfo is not None and report.failed and excinfo.errisinstance(TEST_ERRORS):
+    if excinfo is None or not report.failed:
+        return report
+    if parts is not None and excinfo.errisinstance(INFRASTRUCTURE_ERRORS):
+        parts.infrastructure_fault = True  # its cassette keeps what is on disk
+    if excinfo.errisinstance(TEST_ERRORS):
         report.llm_infrastructure = True  # type: ignore[attr-defined]
         report.llm_error = error_info(excinfo.value)  # type: ignore[attr-defined]
         if excinfo.errisinstance(INFRASTRUCTURE_ERRORS) and not item.config.getoption("fulltrace"):
@@ -448,8 +466,7 @@ def pytest_runtest_makereport_ladder_and_flags(
         return report
     if getattr(report, "llm_infrastructure", False):
         return report  # infrastructure errors are never flagged or forgiven
-    config = item.stash.get(ITEM_CONFIG_KEY, None)
-    reason = flag_reason(call.excinfo.value, config)
+    reason = flag_reason(call.excinfo.value, item_config(item))
     if reason is not None:
         report.outcome = "passed"
         report.longrepr = None
@@ -489,15 +506,16 @@ def pytest_runtest_makereport_shows_calls(
     """A test that used ``llm`` and failed or errored shows its model calls (``llm calls``,
     beside captured output); they are dropped with the teardown report."""
     report = yield
-    observer = item.stash.get(OBSERVER_KEY, None)
+    parts = test_parts(item)
+    observer = None if parts is None else parts.observer
     from .dataset_hooks import case_report
 
     if case_report(item, report):  # a dataset's case: its own calls only (dataset_hooks)
         return report
     if observer is not None and observer.results and report.failed:
         report.sections.append((SECTION, transcript(observer.results)))
-    if report.when == "teardown" and observer is not None:
-        del item.stash[OBSERVER_KEY]
+    if report.when == "teardown" and parts is not None:
+        parts.observer = None  # what it saw is in the report: the item is kept to the end
     return report
 
 

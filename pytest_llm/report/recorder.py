@@ -295,6 +295,6 @@ def xdist_group(item: pytest.Item) -> str | None:
 
 def item_settings(item: pytest.Item) -> HarnessConfig | None:
     """The settings the test's ``llm`` fixture resolved, if it used one."""
-    from ..plugin import ITEM_CONFIG_KEY  # the plugin is loaded: it registered this object
+    from ..plugin import item_config  # the plugin is loaded: it registered this object
 
-    return item.stash.get(ITEM_CONFIG_KEY, None)
+    return item_config(item)
