@@ -189,8 +189,9 @@ def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, An
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The model ladder: a test that uses ``llm`` runs once per model (``pytest_llm.ladder``)."""
-    if "llm" in metafunc.fixturenames:
+    """The model ladder: a test that uses ``llm`` or ``llm_proxy`` runs once per model
+    (``pytest_llm.ladder``)."""
+    if "llm" in metafunc.fixturenames or "llm_proxy" in metafunc.fixturenames:
         try:
             ladder = session_of(metafunc.config).ladder
             models = ladder_of(metafunc.definition, ladder.options)
@@ -398,6 +399,8 @@ def llm_proxy(
         test=request.node.nodeid,
         on_result=parts.watching.on_result,
     )
+    if _llm_rung is not None:  # on the ladder, the rung's model answers whatever is asked
+        proxy.models.setdefault("*", _llm_rung)
     request.node.stash[PROXY_KEY] = proxy  # its fault is the test's error (pytest_runtest_call)
     with _llm_proxy_server.serving(proxy), proxy.environment():
         yield proxy

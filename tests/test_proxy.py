@@ -263,3 +263,19 @@ def test_harness_and_proxied_calls_share_the_test_s_cassette(
     result = run(pytester, url, "--llm-record-mode=none")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*CACHED True True Paris.*"])
+
+
+def test_the_ladder_runs_an_application_test_on_each_model(pytester: pytest.Pytester) -> None:
+    """A test that uses only ``llm_proxy`` climbs ``--llm-models`` like an ``llm`` test:
+    on each rung, every model the application names is answered by the rung's model."""
+    pytester.makepyfile(test_app=APP_TEST.replace('== "Paris."', 'in ("Paris.", "Lyon.")'))
+
+    def by_model(request: RecordedRequest) -> str:
+        return "Paris." if request.body["model"] == "big" else "Lyon."
+
+    with FakeOllama(by_model, models=["small", "big"]) as fake:
+        result = run(pytester, fake.url, "--llm-models=small,big")
+        asked = [r.body["model"] for r in fake.requests if r.path == "/api/chat"]
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["test*small*big*smallest passing", "test_app.py::test_app *small"])
+    assert sorted(asked) == ["big", "small"]  # not llama3.2, the model the app names
