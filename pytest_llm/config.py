@@ -7,6 +7,7 @@ Precedence, closest wins: ``@pytest.mark.llm`` (function > class > module)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -128,12 +129,17 @@ class HarnessConfig:
 
 def config_field_names() -> list[str]:
     """The keywords ``@pytest.mark.llm`` accepts, sorted."""
-    return sorted(f.name for f in fields(HarnessConfig) if f.name != "extra")
+    return list(_field_names())
+
+
+@functools.cache
+def _field_names() -> tuple[str, ...]:
+    return tuple(sorted(f.name for f in fields(HarnessConfig) if f.name != "extra"))
 
 
 def check_field_names(keys: Iterable[str]) -> None:
-    valid = config_field_names()
-    unknown = sorted(set(keys) - set(valid))
+    valid = _field_names()
+    unknown = sorted(set(keys).difference(valid))
     if unknown:
         raise ConfigError(
             f"unknown llm setting(s) {', '.join(map(repr, unknown))}; "

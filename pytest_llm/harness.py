@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
@@ -131,11 +131,11 @@ class Harness:
             self._own_pool = BackendPool()
             pool = self._own_pool
             self._backend_for: Callable[[HarnessConfig], Backend] = pool.for_config
-        elif callable(backend) and not isinstance(backend, Backend):
-            self._backend_for = backend
-        else:
-            fixed: Backend = backend
+        elif hasattr(backend, "chat"):  # a backend (a Protocol's isinstance is slow)
+            fixed = cast(Backend, backend)
             self._backend_for = lambda c: fixed
+        else:  # a function of the config
+            self._backend_for = backend
         self._observer = observer or Observer()
         self._embeddings = embeddings or EmbeddingCache()
 

@@ -17,7 +17,7 @@ from .backends.deadline import CallScope, Interrupt
 from .config import MAX_BACKOFF_SECONDS, HarnessConfig
 from .errors import BackendBusy, BackendError
 
-__all__ = ["pause_seconds", "scope_for"]
+__all__ = ["pause_seconds", "scope_for", "worst_case_reckoning"]
 
 
 def pause_seconds(
@@ -42,19 +42,21 @@ def pause_seconds(
 def scope_for(config: HarnessConfig, interrupt: Interrupt | None = None) -> CallScope:
     """The time one call with ``config`` may take from now, named as messages show it."""
     total, worst = config.total_timeout_seconds, config.worst_case_seconds
-    attempts = (1 + config.max_retries) * len(config.models)
-    setting = _setting(total, worst, config.timeout_seconds, attempts, config.backoff_seconds)
+    setting = (
+        f"total_timeout_seconds={total:g}"
+        if total is not None
+        else f"{worst:g} s, the default of total_timeout_seconds: {worst_case_reckoning(config)}"
+    )
     return CallScope.starting_now(worst, setting, interrupt, explicit=total is not None)
 
 
+def worst_case_reckoning(config: HarnessConfig) -> str:
+    """How the default bound of a call is reckoned: ``timeout_seconds=60 x 3 attempt(s) +
+    1.5 s of backoff`` (made once per distinct config)."""
+    attempts = (1 + config.max_retries) * len(config.models)
+    return _reckoning(config.timeout_seconds, attempts, config.backoff_seconds)
+
+
 @functools.lru_cache(maxsize=64)
-def _setting(
-    total: float | None, worst: float, timeout: float, attempts: int, backoff: float
-) -> str:
-    """Where a call's bound comes from, for its messages (made once per distinct config)."""
-    if total is not None:
-        return f"total_timeout_seconds={total:g}"
-    return (
-        f"{worst:g} s, the default of total_timeout_seconds: "
-        f"timeout_seconds={timeout:g} x {attempts} attempt(s) + {backoff:g} s of backoff"
-    )
+def _reckoning(timeout: float, attempts: int, backoff: float) -> str:
+    return f"timeout_seconds={timeout:g} x {attempts} attempt(s) + {backoff:g} s of backoff"

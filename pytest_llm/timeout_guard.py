@@ -44,12 +44,12 @@ class TimeoutGuard:
             if self._warned:
                 return
             self._warned = True
+        from .pacing import worst_case_reckoning
+
         how = (
             f"total_timeout_seconds={config.total_timeout_seconds:g}"
             if config.total_timeout_seconds is not None
-            else f"timeout_seconds={config.timeout_seconds:g} x "
-            f"{(1 + config.max_retries) * len(config.models)} attempt(s) + "
-            f"{config.backoff_seconds:g} s of backoff"
+            else worst_case_reckoning(config)
         )
         warnings.warn(
             LLMWarning(
