@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .datasets import PROPERTY, Case, CaseResult, DatasetResult, confusion_lines, describe
+from .properties import DATASETS as PROPERTY
 from .transcript import SECTION, transcript
+
+if TYPE_CHECKING:  # the datasets load with the first dataset test, not with the plugin
+    from .datasets import Case, CaseResult, DatasetResult
 
 __all__ = ["CASE_KEY", "DatasetSummary", "case_report", "report_cases", "select_cases"]
 
 #: The case being reported while its subtest's report is made.
-CASE_KEY = pytest.StashKey[CaseResult]()
+CASE_KEY: pytest.StashKey[CaseResult] = pytest.StashKey()
 
 
 class CaseFailed(AssertionError):
@@ -116,6 +119,8 @@ class DatasetSummary:
 
 def dataset_lines(nodeid: str, summary: Mapping[str, Any]) -> list[str]:
     """One dataset's block: its verdict, its failed cases' ids, its confusion table."""
+    from .datasets import confusion_lines, describe
+
     verdict = "passed" if summary["passed"] else "FAILED"
     lines = [f"{nodeid}: {verdict}: {describe(summary)}"]
     failed = [c["id"] for c in summary.get("failed_cases", [])]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,10 +34,12 @@ from .config import (
 from .errors import ConfigError
 from .ladder import LadderOptions, LadderSession
 from .report import Recorder, ReportOptions
-from .scorers import EmbeddingCache
 from .timeout_guard import TimeoutGuard
 from .transcript import LiveLog
 from .xdist import slot_share, worker_id
+
+if TYPE_CHECKING:
+    from .scorers import EmbeddingCache
 
 __all__ = ["SESSION_KEY", "LLMSession", "session_of"]
 
@@ -54,13 +56,22 @@ class LLMSession:
     """Every server of ``--llm-host`` (a pool is spread over xdist workers)."""
     cassettes: CassetteSettings
     pool: BackendPool
-    embeddings: EmbeddingCache
     timeout_guard: TimeoutGuard
     recorder: Recorder
     ladder: LadderSession
     live: LiveLog | None = None
     """``--llm-live``'s printer, when asked for."""
     _configs: dict[tuple[Any, ...], HarnessConfig] = field(default_factory=dict, repr=False)
+    _embeddings: EmbeddingCache | None = field(default=None, repr=False)
+
+    @property
+    def embeddings(self) -> EmbeddingCache:
+        """The session's embedding vectors (the scorers load with the first test using one)."""
+        if self._embeddings is None:
+            from .scorers import EmbeddingCache
+
+            self._embeddings = EmbeddingCache()
+        return self._embeddings
 
     @classmethod
     def start(cls, config: pytest.Config) -> LLMSession:
@@ -100,7 +111,6 @@ class LLMSession:
             hosts=hosts,
             cassettes=CassetteSettings.from_config(config),
             pool=pool,
-            embeddings=EmbeddingCache(),
             timeout_guard=TimeoutGuard(config),
             recorder=recorder,
             ladder=ladder,

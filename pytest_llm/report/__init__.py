@@ -40,49 +40,120 @@ back (a baseline) is the gate's: :func:`pytest_llm.baseline.load_report`, re-exp
 
 from __future__ import annotations
 
-from ..baseline import load_report
-from .document import COMPATIBLE, OUTCOMES, SCHEMA, SCHEMA_FILE, Report, ReportedTest, json_schema
-from .figures import (
-    build_report,
-    down_host,
-    hosts_down,
-    is_judge,
-    judges,
-    model_figures,
-    models_used,
-    percentile,
-    report_document,
-    run_totals,
-    scored,
-    tries,
-    versions,
-    worker_rows,
-)
-from .markdown import markdown_code, markdown_summary, markdown_tests, markdown_text
-from .options import ReportOptions, selects_part
-from .recorder import Recorder
-from .records import SCORES_PROPERTY, TestRecord, error_info, failure_info, split_group
-from .text import (
-    answers_text,
-    calls_text,
-    columns,
-    down_lines,
-    fmt,
-    gate_title,
-    host_lines,
-    model_rows,
-    model_time,
-    outcome_counts,
-    parallelism,
-    reask_lines,
-    reask_mark,
-    regressed_answers,
-    regression_rows,
-    sampling_lines,
-    score_lines,
-    summary_lines,
-    test_details,
-)
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ..baseline import load_report
+    from .document import (
+        COMPATIBLE,
+        OUTCOMES,
+        SCHEMA,
+        SCHEMA_FILE,
+        Report,
+        ReportedTest,
+        json_schema,
+    )
+    from .figures import (
+        build_report,
+        down_host,
+        hosts_down,
+        is_judge,
+        judges,
+        model_figures,
+        models_used,
+        percentile,
+        report_document,
+        run_totals,
+        scored,
+        tries,
+        versions,
+        worker_rows,
+    )
+    from .markdown import markdown_code, markdown_summary, markdown_tests, markdown_text
+    from .options import ReportOptions, selects_part
+    from .recorder import Recorder
+    from .records import SCORES_PROPERTY, TestRecord, error_info, failure_info, split_group
+    from .text import (
+        answers_text,
+        calls_text,
+        columns,
+        down_lines,
+        fmt,
+        gate_title,
+        host_lines,
+        model_rows,
+        model_time,
+        outcome_counts,
+        parallelism,
+        reask_lines,
+        reask_mark,
+        regressed_answers,
+        regression_rows,
+        sampling_lines,
+        score_lines,
+        summary_lines,
+        test_details,
+    )
+
+#: Where each public name lives; it is imported on first use (PEP 562), so that loading
+#: the plugin, which makes a Recorder, does not load the terminal, Markdown, HTML and
+#: baseline parts a run may never need.
+_WHERE = {
+    "COMPATIBLE": ".document",
+    "OUTCOMES": ".document",
+    "Recorder": ".recorder",
+    "Report": ".document",
+    "ReportOptions": ".options",
+    "ReportedTest": ".document",
+    "SCHEMA": ".document",
+    "SCHEMA_FILE": ".document",
+    "SCORES_PROPERTY": ".records",
+    "TestRecord": ".records",
+    "answers_text": ".text",
+    "build_report": ".figures",
+    "calls_text": ".text",
+    "columns": ".text",
+    "down_host": ".figures",
+    "down_lines": ".text",
+    "error_info": ".records",
+    "failure_info": ".records",
+    "fmt": ".text",
+    "gate_title": ".text",
+    "host_lines": ".text",
+    "hosts_down": ".figures",
+    "is_judge": ".figures",
+    "json_schema": ".document",
+    "judges": ".figures",
+    "load_report": "..baseline",
+    "markdown_code": ".markdown",
+    "markdown_summary": ".markdown",
+    "markdown_tests": ".markdown",
+    "markdown_text": ".markdown",
+    "model_figures": ".figures",
+    "model_rows": ".text",
+    "model_time": ".text",
+    "models_used": ".figures",
+    "outcome_counts": ".text",
+    "parallelism": ".text",
+    "percentile": ".figures",
+    "reask_lines": ".text",
+    "reask_mark": ".text",
+    "regressed_answers": ".text",
+    "regression_rows": ".text",
+    "report_document": ".figures",
+    "run_totals": ".figures",
+    "sampling_lines": ".text",
+    "score_lines": ".text",
+    "scored": ".figures",
+    "selects_part": ".options",
+    "split_group": ".records",
+    "summary_lines": ".text",
+    "test_details": ".text",
+    "tries": ".figures",
+    "versions": ".figures",
+    "worker_rows": ".figures",
+}
 
 __all__ = [
     "COMPATIBLE",
@@ -139,3 +210,16 @@ __all__ = [
     "versions",
     "worker_rows",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later uses find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

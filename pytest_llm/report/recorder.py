@@ -19,17 +19,15 @@ import pytest
 
 from .._files import write_text_atomic
 from ..backends import BackendPool
-from ..baseline import Comparison, compare, load_report
 from ..config import HarnessConfig, public_host
 from .document import Report
 from .figures import RunFigures, down_host, report_document, versions
-from .markdown import markdown_summary
 from .options import ReportOptions
 from .records import REPORTED, TestRecord, split_group
 from .stream import SpooledTests, write_report
-from .text import sampling_lines, summary_lines
 
 if TYPE_CHECKING:
+    from ..baseline import Comparison
     from ..ladder import LadderSession
 
 __all__ = ["Recorder", "item_settings", "xdist_group"]
@@ -69,6 +67,8 @@ class Recorder:
                     "(--llm-baseline-optional): compared nothing"
                 )
             else:
+                from ..baseline import load_report  # the gate's parts load when asked for
+
                 self.baseline = load_report(options.baseline)
         #: The tests whose reports are still arriving (each leaves when it ends).
         self.records: dict[str, TestRecord] = {}
@@ -164,6 +164,8 @@ class Recorder:
             return  # a worker hands its host and digests over in workeroutput (pytest_llm.xdist)
         self.doc = self.finish()
         if self.baseline is not None:
+            from ..baseline import compare
+
             self.comparison = compare(
                 self.baseline, self.doc, self.options.limits, source=str(self.options.baseline)
             )
@@ -176,6 +178,8 @@ class Recorder:
         doc = self.doc
         if doc is None:
             return
+        from .text import sampling_lines, summary_lines  # not loaded by a run that never ends
+
         if doc["totals"]["llm_tests"] or self.options.baseline:
             terminalreporter.write_sep("=", "llm summary")
             for text, color in summary_lines(doc, self.comparison):
@@ -273,6 +277,8 @@ class Recorder:
             except OSError as exc:
                 self.problems.append(f"pytest-llm: {option}: could not write {path}: {exc}")
         if self.options.step_summary is not None and self.doc["totals"]["llm_tests"]:
+            from .markdown import markdown_summary
+
             try:
                 with self.options.step_summary.open("a", encoding="utf-8") as handle:
                     handle.write(markdown_summary(self.doc, self.comparison))
