@@ -15,7 +15,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -23,6 +25,7 @@ __all__ = [
     "STALE_AGE_SECONDS",
     "hashed_name",
     "is_temporary",
+    "open_atomic",
     "remove_orphans",
     "truncate_bytes",
     "write_text_atomic",
@@ -68,13 +71,22 @@ def write_text_atomic(path: Path, text: str) -> None:
     old file or the new one, never a torn one. Orphans of killed writers in that
     directory are removed first (:func:`remove_orphans`). Raises ``OSError``.
     """
+    with open_atomic(path) as file:
+        file.write(text)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path) -> Iterator[IO[str]]:
+    """A text file (UTF-8, newlines untouched) that replaces ``path`` when the block ends
+    without an exception, else is removed with ``path`` untouched: what
+    :func:`write_text_atomic` does, for a file written in pieces. Raises ``OSError``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path.parent)
     start = truncate_bytes(path.name, _NAME_IN_TEMPORARY)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{start}.{os.getpid()}.", suffix=_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
+            yield file
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a committed file should be readable
         os.replace(tmp, path)
     except BaseException:

@@ -15,9 +15,7 @@ torn one, and a session that fails or is killed before the end leaves the previo
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import tempfile
 import weakref
 from array import array
@@ -25,15 +23,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, overload
 
-from .._files import remove_orphans, truncate_bytes
+from .._files import open_atomic
 from .document import ReportedTest
 
 __all__ = ["SpooledTests", "write_report"]
-
-#: As :func:`pytest_llm._files.write_text_atomic` names its temporary files, so that the
-#: next write into the folder removes those of a killed writer (``remove_orphans``).
-_SUFFIX = ".pytest-llm.tmp"
-_NAME_IN_TEMPORARY = 40
 
 
 class SpooledTests(Sequence[ReportedTest]):
@@ -100,7 +93,7 @@ class SpooledTests(Sequence[ReportedTest]):
 def write_report(path: Path, doc: Mapping[str, Any]) -> None:
     """Write ``json.dumps(doc, indent=1) + "\\n"`` to ``path`` atomically, one test at a
     time (``doc["tests"]`` may be :class:`SpooledTests`). Raises ``OSError``."""
-    with _atomic(path) as out:
+    with open_atomic(path) as out:
         out.write("{")
         for i, (key, value) in enumerate(doc.items()):
             out.write(f"{',' if i else ''}\n {json.dumps(key)}: ")
@@ -125,22 +118,3 @@ def _write_list(out: IO[str], items: Sequence[Any]) -> None:
 def _nested(text: str, level: int) -> str:
     """JSON text (indent 1) moved ``level`` levels in: JSON strings hold no raw newline."""
     return text.replace("\n", "\n" + " " * level)
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[IO[str]]:
-    """A text file that replaces ``path`` when the block ends without an exception; else
-    it is removed and ``path`` is untouched (as ``write_text_atomic``, streamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphans(path.parent)
-    start = truncate_bytes(path.name, _NAME_IN_TEMPORARY)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{start}.{os.getpid()}.", suffix=_SUFFIX)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
-            yield file
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
