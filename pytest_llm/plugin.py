@@ -294,6 +294,17 @@ class _TestParts:
 _PARTS_KEY = pytest.StashKey[_TestParts]()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Once a test's reports are all made (reruns included), its parts leave the item,
+    which pytest keeps to the end of the session."""
+    try:
+        return (yield)
+    finally:
+        if _PARTS_KEY in item.stash:
+            del item.stash[_PARTS_KEY]
+
+
 def test_parts(item: pytest.Item) -> _TestParts | None:
     """The parts of a test that used ``llm`` (or ``llm_proxy``, ...), else ``None``."""
     return item.stash.get(_PARTS_KEY, None)
