@@ -16,12 +16,12 @@ APP_TEST = """
 import openai
 
 def triage(text):  # the application: its own client, its own prompt
-    client = openai.OpenAI(timeout=10, max_retries=0)  # OPENAI_BASE_URL: llm_proxy
-    answer = client.chat.completions.create(
-        model="llama3.2",
-        messages=[{"role": "system", "content": "Answer with one word."},
-                  {"role": "user", "content": text}],
-    )
+    with openai.OpenAI(timeout=10, max_retries=0) as client:  # OPENAI_BASE_URL: llm_proxy
+        answer = client.chat.completions.create(
+            model="llama3.2",
+            messages=[{"role": "system", "content": "Answer with one word."},
+                      {"role": "user", "content": text}],
+        )
     return answer.choices[0].message.content
 
 def test_app(llm_proxy):
@@ -102,13 +102,13 @@ SWALLOWING_APP = """
 import openai
 
 def test_app(llm_proxy):
-    client = openai.OpenAI(timeout=10, max_retries=0)
-    try:
-        client.chat.completions.create(
-            model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
-        )
-    except openai.NotFoundError as exc:  # the application falls back on an error...
-        print("CLIENT SAW", exc.status_code, exc.message[:60])
+    with openai.OpenAI(timeout=10, max_retries=0) as client:
+        try:
+            client.chat.completions.create(
+                model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
+            )
+        except openai.NotFoundError as exc:  # the application falls back on an error...
+            print("CLIENT SAW", exc.status_code, exc.message[:60])
     assert len(llm_proxy.calls) == 1 and llm_proxy.calls.last.status == 404
 """
 
@@ -135,11 +135,11 @@ import threading, openai, pytest
 
 @pytest.mark.parametrize("who", ["alpha", "beta"])
 def test_app(llm_proxy, who):
-    client = openai.OpenAI(timeout=20, max_retries=0)
-    for n in range(4):
-        client.chat.completions.create(
-            model="llama3.2", messages=[{"role": "user", "content": f"{who} {n}"}]
-        )
+    with openai.OpenAI(timeout=20, max_retries=0) as client:
+        for n in range(4):
+            client.chat.completions.create(
+                model="llama3.2", messages=[{"role": "user", "content": f"{who} {n}"}]
+            )
     assert [c.prompt for c in llm_proxy.calls] == [f"{who} {n}" for n in range(4)]
     assert [c.output for c in llm_proxy.calls] == [f"{who} {n}".upper() for n in range(4)]
 """
@@ -172,10 +172,10 @@ REPORTED_APP = """
 import openai
 
 def test_app(llm_proxy):
-    client = openai.OpenAI(timeout=10, max_retries=0)
-    answer = client.chat.completions.create(
-        model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
-    )
+    with openai.OpenAI(timeout=10, max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
+        )
     assert answer.choices[0].message.content == "Paris."
 """
 
@@ -204,10 +204,10 @@ import os, openai
 
 def test_app(llm_proxy):
     assert os.environ["OPENAI_API_KEY"].startswith("sk-planted-")  # the real key
-    client = openai.OpenAI(timeout=10, max_retries=0)  # sends the key to the proxy
-    answer = client.chat.completions.create(
-        model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
-    )
+    with openai.OpenAI(timeout=10, max_retries=0) as client:  # sends the key to the proxy
+        answer = client.chat.completions.create(
+            model="llama3.2", messages=[{"role": "user", "content": "Capital of France?"}]
+        )
     print(answer.choices[0].message.content)
 """
 

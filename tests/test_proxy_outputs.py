@@ -82,10 +82,10 @@ from pytest_llm.scorers import judge
 
 @pytest.mark.llm(judge_model="judge")
 def test_app(llm, llm_proxy):
-    client = openai.OpenAI(timeout=10, max_retries=0)
-    answer = client.chat.completions.create(
-        model="llama3.2", messages=[{"role": "user", "content": "Reply to a refund request."}]
-    ).choices[0].message.content
+    with openai.OpenAI(timeout=10, max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="llama3.2", messages=[{"role": "user", "content": "Reply to a refund request."}]
+        ).choices[0].message.content
     score = assert_score(answer, judge("a polite reply that promises a refund"), min=0.8)
     assert score.value == 0.9 and llm_proxy.calls.last.output == answer
 """
