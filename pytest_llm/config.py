@@ -12,7 +12,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -402,15 +402,27 @@ def coerce(name: str, raw: Any, source: str) -> Any:
     return value
 
 
-def settings_key(settings: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """A hashable key that is equal for equal ``settings`` (types included: ``True`` is no
-    ``1``), for keeping the config built from them; ``None`` when a value is unhashable."""
-    key = tuple(sorted(((name, type(value), value) for name, value in settings.items())))
+def built_once(
+    memo: dict[tuple[Any, ...], HarnessConfig],
+    settings: Mapping[str, Any],
+    build: Callable[[], HarnessConfig],
+    *,
+    limit: int,
+) -> HarnessConfig:
+    """The config ``build`` makes from ``settings``, built (and validated) once per distinct
+    ``settings`` and kept in ``memo``, at most ``limit`` of them: a config is frozen. Equal
+    means of the same types too (``True`` is no ``1``); an unhashable value (a list of
+    models) is built every time."""
+    key = tuple(sorted((name, type(value), value) for name, value in settings.items()))
     try:
-        hash(key)
+        config = memo.get(key)
     except TypeError:
-        return None
-    return key
+        return build()
+    if config is None:
+        config = build()
+        if len(memo) < limit:
+            memo[key] = config
+    return config
 
 
 def merge_markers(marker_kwargs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ._text import shorten
 from .backends import Backend, BackendPool, ChatRequest, model_identity
 from .backends.deadline import CallScope, Interrupt, call_scope
 from .backends.pool import on_move
-from .config import HarnessConfig, settings_key
+from .config import HarnessConfig, built_once
 from .datasets import Case, DatasetResult, judge_case, load_cases, render_prompt
 from .errors import (
     AccuracyTooLow,
@@ -444,18 +444,10 @@ class Harness:
         them (a config is frozen), as a test calls ``chat(json_mode=True)`` again and again."""
         if not overrides:
             return self.config
-        key = settings_key(overrides)
-        if key is None:  # an unhashable value (a list of models): built every time
-            return self.config.replace(**overrides)
         base, memo = self._replaced
         if base is not self.config:  # reassigned by the user: what was built is stale
             base, memo = self._replaced = (self.config, {})
-        config = memo.get(key)
-        if config is None:
-            config = base.replace(**overrides)
-            if len(memo) < _MEMO_CONFIGS:
-                memo[key] = config
-        return config
+        return built_once(memo, overrides, lambda: base.replace(**overrides), limit=_MEMO_CONFIGS)
 
     def _run(self, call: _Call, interrupt: Interrupt | None = None) -> LLMResult:
         """Judge up to ``call.answers`` answers per model along ``call.models``.

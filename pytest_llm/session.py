@@ -23,13 +23,13 @@ from .config import (
     DEFAULT_HOST,
     OPTION_FIELDS,
     HarnessConfig,
+    built_once,
     coerce,
     from_environment,
     host_cooldown,
     merge_markers,
     parse_pool,
     resolve,
-    settings_key,
 )
 from .errors import ConfigError
 from .ladder import LadderOptions, LadderSession
@@ -120,13 +120,12 @@ class LLMSession:
         """The settings with ``markers`` over them (closest marker wins); built and checked
         once per distinct set of marker settings (tests share their markers)."""
         merged = merge_markers(markers)
-        key = settings_key(merged)
-        config = None if key is None else self._configs.get(key)
-        if config is None:
-            config = resolve(base=self.settings, markers=[merged])
-            if key is not None and len(self._configs) < _KEPT_CONFIGS:
-                self._configs[key] = config
-        return config
+        return built_once(
+            self._configs,
+            merged,
+            lambda: resolve(base=self.settings, markers=[merged]),
+            limit=_KEPT_CONFIGS,
+        )
 
     def close(self) -> None:
         self.pool.close()
