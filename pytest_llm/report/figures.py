@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import platform
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -212,10 +213,10 @@ class RunFigures:
         self.escalations = self.cached = self.reasks = self.live = 0
         self.tokens_in, self.server_ms, self.queue_ms = _Sum(), _Sum(), _Sum()
         self.model_ms: float = 0
-        self._models: dict[str, _Model] = {}
+        self._models: defaultdict[str, _Model] = defaultdict(_Model)
         self._down: dict[str, HostDown] = {}
         self._moved: dict[str, set[str]] = {}
-        self._shares: dict[str, _Share] = {}
+        self._shares: defaultdict[str, _Share] = defaultdict(_Share)
 
     @classmethod
     def over(cls, tests: Iterable[Mapping[str, Any]]) -> RunFigures:
@@ -223,12 +224,6 @@ class RunFigures:
         for test in tests:
             figures.add(test)
         return figures
-
-    def _model(self, name: str) -> _Model:
-        found = self._models.get(name)
-        if found is None:
-            found = self._models[name] = _Model()
-        return found
 
     def add(self, test: Mapping[str, Any]) -> None:
         """Count one finished test (a ``tests[]`` record)."""
@@ -242,7 +237,7 @@ class RunFigures:
         self.rung_failed += bool(test.get("rung_failed"))
         self.reruns += test.get("reruns", 0)
         worker = test["worker"]
-        share = self._share(worker) if worker else None
+        share = self._shares[worker] if worker else None
         for call in calls:
             self._add_call(call)
             ms = _model_ms(call)
@@ -253,11 +248,11 @@ class RunFigures:
             [test["model"]] if test.get("model") and outcome in _FAILING else []
         )
         for model in route:
-            figures = self._model(model)
+            figures = self._models[model]
             figures.tests += 1
             figures.passed += outcome == "passed"
         for model, value in scored(test.get("scores", []), calls):
-            figures = self._model(model)
+            figures = self._models[model]
             figures.score_sum += value
             figures.scores += 1
         self._add_down(test)
@@ -265,12 +260,6 @@ class RunFigures:
             share.tests += 1
             share.llm_tests += llm_test
             share.calls += len(calls)
-
-    def _share(self, worker: str) -> _Share:
-        found = self._shares.get(worker)
-        if found is None:
-            found = self._shares[worker] = _Share()
-        return found
 
     def _add_call(self, call: Mapping[str, Any]) -> None:
         self.calls += 1
@@ -287,7 +276,7 @@ class RunFigures:
             self.requests += 1
             name = attempt["model"]
             per_model[name] = per_model.get(name, 0) + 1
-            figures = self._model(name)
+            figures = self._models[name]
             figures.calls += 1
             figures.cached += bool(attempt.get("cached"))
             if attempt.get("rejected") == "transport":
@@ -310,9 +299,9 @@ class RunFigures:
                 )
                 self.queue_ms.add(attempt.get("queue_ms"))
         for name, count in per_model.items():
-            self._model(name).retries += count - 1
+            self._models[name].retries += count - 1
         for name in route[:-1]:
-            self._model(name).escalations += 1
+            self._models[name].escalations += 1
 
     def _add_down(self, test: Mapping[str, Any]) -> None:
         def entry(host: str, message: str, reason: str | None) -> HostDown:
