@@ -229,7 +229,7 @@ class _TestParts:
     The first of those fixtures to be set up makes them (:meth:`of`); they are finished
     after the last one is torn down: the observer's properties are added to the test's
     report, then the cassette is written and dropped. The reports' hooks read the rest
-    (:func:`test_parts`): the config (the host that served the test), the observer until
+    (:func:`parts_of`): the config (the host that served the test), the observer until
     the teardown report (the ``llm calls`` section), what the call's outcome says of the
     cassette. One object rather than a fixture, or a stash entry, each: a replayed test
     sets up two fixtures, not five, and its item holds one entry for the whole session.
@@ -264,7 +264,7 @@ class _TestParts:
     def of(cls, request: pytest.FixtureRequest, rung: str | None) -> _TestParts:
         """This test's parts, made (and their finish planned) by the first fixture asking."""
         node = request.node
-        parts = test_parts(node)
+        parts = parts_of(node)
         if parts is None or parts.finished:  # a rerun (pytest-rerunfailures) makes its own
             made = parts = cls(request, rung)
             node.stash[_PARTS_KEY] = made
@@ -305,14 +305,14 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
             del item.stash[_PARTS_KEY]
 
 
-def test_parts(item: pytest.Item) -> _TestParts | None:
+def parts_of(item: pytest.Item) -> _TestParts | None:
     """The parts of a test that used ``llm`` (or ``llm_proxy``, ...), else ``None``."""
     return item.stash.get(_PARTS_KEY, None)
 
 
 def item_config(item: pytest.Item) -> HarnessConfig | None:
     """The settings a test's ``llm`` (or ``llm_config``, ...) resolved, if it used one."""
-    parts = test_parts(item)
+    parts = parts_of(item)
     return None if parts is None else parts.config
 
 
@@ -443,7 +443,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    parts = test_parts(item)
+    parts = parts_of(item)
     if parts is not None:  # the run report says which host served the test
         report.llm_host = parts.config.host  # type: ignore[attr-defined]
         hosts = session_of(item.config).pool.hosts
@@ -520,7 +520,7 @@ def pytest_runtest_makereport_shows_calls(
     """A test that used ``llm`` and failed or errored shows its model calls (``llm calls``,
     beside captured output); they are dropped with the teardown report."""
     report = yield
-    parts = test_parts(item)
+    parts = parts_of(item)
     observer = None if parts is None else parts.observer
     from .dataset_hooks import case_report
 

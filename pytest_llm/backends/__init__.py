@@ -92,7 +92,7 @@ def model_identity(backend: Backend | None, model: str, declared: str | None = N
     to be down) nor the user says anything.
     """
     try:
-        digest = getattr(backend, "digest", None)  # None too when the backend is
+        digest = getattr(backend, "digest", None)  # None too when backend is None
         served = digest(model) if digest is not None else None
     except BackendError:  # the server is down: nothing to compare with
         served = None
