@@ -21,6 +21,10 @@ The check is cheap and leaves no trace on the server:
 * for a host pool: an error only when no host of the pool takes the connection;
 * ``llm_check_host = false`` (ini) turns it off, for tests that call only other servers.
 
+The same knock, kept the same way, serves replays (:func:`refuses_connections`): before a
+cassette asks the server for the model's identity, a server that refuses connections is
+known to have none, and no client is made to find that out. It is never an error there.
+
 A server that goes down between setup and call (or answers the connection but not the
 request) is still the call's error: the terminal, JUnit and the JSON report say error;
 pytest-html and pytest-sugar, which look at the phase only, say failed (its message is
