@@ -32,18 +32,21 @@ from . import properties
 from .errors import ConfigError, LLMError
 
 __all__ = [
+    "LADDERED",
     "LADDER_KEYS",
     "PROPERTY",
-    "RUNG_FIXTURE",
     "LadderOptions",
     "LadderSession",
     "grid",
     "ladder_of",
+    "rung_of",
     "split_models",
 ]
 
-#: The fixture parametrized with the rung's model.
-RUNG_FIXTURE = "_llm_rung"
+#: The fixtures a ladder parametrizes (indirectly) with the rung's model: the first of
+#: them that the test uses. A fixture of its own would cost every test of every run, ladder
+#: or not, its setup and teardown.
+LADDERED = ("llm", "llm_proxy")
 #: The ``user_properties`` name of a rung: ``{"test", "model", "ladder"}``.
 PROPERTY = properties.RUNG
 _MODULE_PATH = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*:)")
@@ -116,6 +119,18 @@ def ladder_of(node: pytest.Item | Any, options: LadderOptions) -> tuple[str, ...
     if any("model" in marker.kwargs for marker in markers):
         return ()
     return options.models
+
+
+def rung_of(item: pytest.Item) -> str | None:
+    """The model of ``item``'s rung of the ladder; ``None`` when it is on none."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for name in LADDERED:
+        model: str | None = callspec.params.get(name)
+        if model is not None:
+            return model
+    return None
 
 
 def call_settings(markers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from .flags import flag_reason
 from .health import add_ini as add_health_ini
 from .health import check_reachable, refuses_connections
 from .junit import JUnitErrors
-from .ladder import LADDER_KEYS, RUNG_FIXTURE, call_settings, ladder_of
+from .ladder import LADDER_KEYS, LADDERED, call_settings, ladder_of, rung_of
 from .ladder import PROPERTY as LADDER_PROPERTY
 from .report import error_info, selects_part
 from .session import SESSION_KEY, LLMSession, session_of
@@ -190,36 +190,24 @@ def pytest_pycollect_makeitem(collector: pytest.Collector) -> Generator[None, An
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The model ladder: a test that uses ``llm`` or ``llm_proxy`` runs once per model
-    (``pytest_llm.ladder``)."""
-    if "llm" in metafunc.fixturenames or "llm_proxy" in metafunc.fixturenames:
-        try:
-            ladder = session_of(metafunc.config).ladder
-            models = ladder_of(metafunc.definition, ladder.options)
-        except ConfigError:
-            return  # pytest_pycollect_makeitem makes it the test's collection error
-        if models:
-            models = ladder.ordered(models)
-            metafunc.parametrize(RUNG_FIXTURE, models, ids=list(models), indirect=True)
+    (``pytest_llm.ladder``), that fixture parametrized with the rung's model."""
+    laddered = next((name for name in LADDERED if name in metafunc.fixturenames), None)
+    if laddered is None:
+        return
+    try:
+        ladder = session_of(metafunc.config).ladder
+        models = ladder_of(metafunc.definition, ladder.options)
+    except ConfigError:
+        return  # pytest_pycollect_makeitem makes it the test's collection error
+    if models:
+        models = ladder.ordered(models)
+        metafunc.parametrize(laddered, models, ids=list(models), indirect=True)
 
 
 @pytest.fixture
-def _llm_rung(request: pytest.FixtureRequest) -> str | None:
-    """The model of this test's rung of the ladder (``None``: no ladder)."""
-    model: str | None = getattr(request, "param", None)
-    if model is not None:
-        session = session_of(request.config).ladder
-        ladder = session.ordered(ladder_of(request.node, session.options))
-        test = request.node.nodeid.rsplit("[", 1)[0]
-        data = {"test": test, "model": model, "ladder": list(ladder)}
-        data["size"] = session.sizes.get(model)
-        request.node.user_properties.append((LADDER_PROPERTY, json.dumps(data)))
-    return model
-
-
-@pytest.fixture
-def llm_config(request: pytest.FixtureRequest, _llm_rung: str | None) -> HarnessConfig:
+def llm_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """The resolved ``HarnessConfig`` for this test (marker > option > ini > env > default)."""
-    return _TestParts.of(request, _llm_rung).config
+    return _TestParts.of(request).config
 
 
 class _TestParts:
@@ -237,13 +225,19 @@ class _TestParts:
 
     __slots__ = (
         "call_passed", "cassette", "config", "finished", "infrastructure_fault", "observer",
+        "rung",
     )  # fmt: skip
 
-    def __init__(self, request: pytest.FixtureRequest, rung: str | None) -> None:
+    def __init__(self, request: pytest.FixtureRequest) -> None:
         node, config = request.node, _item_config(request.node)
-        if rung is not None:  # the ladder's model for this item
-            config = config.replace(model=rung)
         session = session_of(request.config)
+        self.rung = rung_of(node)  # the ladder's model for this item
+        if self.rung is not None:
+            config = config.replace(model=self.rung)
+            ladder = session.ladder.ordered(ladder_of(node, session.ladder.options))
+            rung = {"test": node.nodeid.rsplit("[", 1)[0], "model": self.rung}
+            rung |= {"ladder": list(ladder), "size": session.ladder.sizes.get(self.rung)}
+            node.user_properties.append((LADDER_PROPERTY, json.dumps(rung)))
         session.timeout_guard.check(node, config)
         self.config = config
         self.observer: TestObserver | None = _observer(request, config)
@@ -261,12 +255,12 @@ class _TestParts:
         return self.observer
 
     @classmethod
-    def of(cls, request: pytest.FixtureRequest, rung: str | None) -> _TestParts:
+    def of(cls, request: pytest.FixtureRequest) -> _TestParts:
         """This test's parts, made (and their finish planned) by the first fixture asking."""
         node = request.node
         parts = parts_of(node)
         if parts is None or parts.finished:  # a rerun (pytest-rerunfailures) makes its own
-            made = parts = cls(request, rung)
+            made = parts = cls(request)
             node.stash[_PARTS_KEY] = made
             # runs after the asking fixture's own teardown: the last of them to end
             request.addfinalizer(lambda: made._finish(node))
@@ -335,13 +329,13 @@ def _observer(request: pytest.FixtureRequest, config: HarnessConfig) -> TestObse
 
 
 @pytest.fixture
-def llm(request: pytest.FixtureRequest, _llm_rung: str | None) -> Iterator[Harness]:
+def llm(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """A ``Harness`` configured for this test; its calls are recorded in the test report."""
     from .harness import Harness
     from .sampling import ignored_settings
     from .scoring import activated
 
-    parts = _TestParts.of(request, _llm_rung)
+    parts = _TestParts.of(request)
     config, observer, cassette = parts.config, parts.watching, parts.cassette
     session = session_of(request.config)
     check_reachable(request, config, session.pool, session.cassettes.mode)  # down: setup error
@@ -367,11 +361,11 @@ def llm_judge(llm: Harness) -> Harness:
 
 
 @pytest.fixture
-def llm_snapshot(snapshot: Any, request: pytest.FixtureRequest, _llm_rung: str | None) -> Any:
+def llm_snapshot(snapshot: Any, request: pytest.FixtureRequest) -> Any:
     """syrupy's ``snapshot`` with pytest-llm's extension: ``assert result == llm_snapshot``."""
     from .snapshot import LLMSnapshotAssertion, settings_from_ini
 
-    parts = _TestParts.of(request, _llm_rung)
+    parts = _TestParts.of(request)
 
     def embed(model: str, texts: Sequence[str]) -> list[list[float]]:
         return _backend(request.config, parts.config, parts.cassette).embed(model, texts)
@@ -391,14 +385,12 @@ def _llm_proxy_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def llm_proxy(
-    request: pytest.FixtureRequest, _llm_rung: str | None, _llm_proxy_server: Any
-) -> Iterator[Any]:
+def llm_proxy(request: pytest.FixtureRequest, _llm_proxy_server: Any) -> Iterator[Any]:
     """A :class:`pytest_llm.LLMProxy`: the application's own model calls (any client, any
     subprocess) reach the test's backend through it, recorded and reported as ``llm``'s."""
     from .proxy import LLMProxy
 
-    parts = _TestParts.of(request, _llm_rung)
+    parts = _TestParts.of(request)
     session = session_of(request.config)
     check_reachable(request, parts.config, session.pool, session.cassettes.mode)  # down: error
     # before the environment
@@ -410,8 +402,8 @@ def llm_proxy(
         test=request.node.nodeid,
         on_result=parts.watching.on_result,
     )
-    if _llm_rung is not None:  # on the ladder, the rung's model answers whatever is asked
-        proxy.models.setdefault("*", _llm_rung)
+    if parts.rung is not None:  # on the ladder, the rung's model answers whatever is asked
+        proxy.models.setdefault("*", parts.rung)
     request.node.stash[PROXY_KEY] = proxy  # its fault is the test's error (pytest_runtest_call)
     with _llm_proxy_server.serving(proxy), proxy.environment():
         yield proxy
@@ -487,8 +479,7 @@ def pytest_runtest_makereport_ladder_and_flags(
         report.llm_flagged = reason  # type: ignore[attr-defined]
         item.user_properties.append((properties.FLAGGED, reason))  # the teardown report's
         return report
-    callspec = getattr(item, "callspec", None)
-    model = callspec.params.get(RUNG_FIXTURE) if callspec is not None else None
+    model = rung_of(item)
     if model is not None and not session_of(item.config).ladder.options.counts(model):
         report.llm_rung_failed = True  # type: ignore[attr-defined]
     return report
