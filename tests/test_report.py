@@ -326,7 +326,7 @@ def test_every_test_once_under_dist_loadgroup(pytester: pytest.Pytester, fake: F
 
 def test_recorder_strips_loadgroup_suffixes(tmp_path: Path) -> None:
     """xdist appends ``@group`` to node ids under loadgroup (pytest < 9.2 lets it)."""
-    recorder = _recorder(worker_id=None, dist="loadgroup")
+    recorder = _recorder(worker_id=None, dist="loadgroup", report=tmp_path / "r.json")
     for nodeid in ("t.py::test_x[a@b]@gpu", "t.py::test_y"):
         for when in ("setup", "call", "teardown"):
             report = _report(when, "passed")
@@ -537,6 +537,7 @@ def test_load_report_rejects_bad_files(tmp_path: Path, content: str | None, mess
 
 def test_only_a_pass_after_re_asks_is_marked_and_one_re_ask_is_singular() -> None:
     from pytest_llm.report import reask_lines
+    from pytest_llm.report.figures import RunFigures
 
     def record(nodeid: str, outcome: str, *reasks: int) -> dict[str, Any]:
         calls = [
@@ -552,7 +553,7 @@ def test_only_a_pass_after_re_asks_is_marked_and_one_re_ask_is_singular() -> Non
         record("t.py::failed", "failed", 3),
     ]
     assert [t["reasks"] for t in tests] == [1, 2, 0, 0]  # a failed call's re-asks not counted
-    assert reask_lines({"tests": tests}) == [
+    assert reask_lines(RunFigures.over(tests)) == [
         "t.py::once: passed after 1 re-ask",
         "t.py::twice: passed after 2 re-asks",
     ]

@@ -199,6 +199,16 @@ class _Share:
         self.model_ms: float = 0
 
 
+class _Traffic:
+    """What one host served (the summary's ``host`` lines): calls, and on which workers."""
+
+    __slots__ = ("calls", "workers")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.workers: set[str] = set()
+
+
 class RunFigures:
     """The run's figures kept as tests end (:meth:`add`), without keeping the tests: counts,
     sums and, for the percentiles, each answer's timings in ``array("d")`` (8 bytes a
@@ -217,6 +227,13 @@ class RunFigures:
         self._down: dict[str, HostDown] = {}
         self._moved: dict[str, set[str]] = {}
         self._shares: defaultdict[str, _Share] = defaultdict(_Share)
+        # what the terminal's summary lists of the tests, so that it reads none back
+        #: Per host, its calls and workers.
+        self.traffic: defaultdict[str, _Traffic] = defaultdict(_Traffic)
+        #: The tests that passed only after re-asks or reruns: nodeid, outcome, reasks, reruns.
+        self.reasked: list[dict[str, Any]] = []
+        #: Every ``llm.sample`` call of the run, with its test's nodeid.
+        self.sampled: list[tuple[str, Mapping[str, Any]]] = []
 
     @classmethod
     def over(cls, tests: Iterable[Mapping[str, Any]]) -> RunFigures:
@@ -256,10 +273,25 @@ class RunFigures:
             figures.score_sum += value
             figures.scores += 1
         self._add_down(test)
+        self._add_listed(test, len(calls))
         if share is not None:
             share.tests += 1
             share.llm_tests += llm_test
             share.calls += len(calls)
+
+    def _add_listed(self, test: Mapping[str, Any], calls: int) -> None:
+        nodeid = test["nodeid"]
+        if test["host"] and calls:
+            traffic = self.traffic[test["host"]]
+            traffic.calls += calls
+            if test["worker"]:
+                traffic.workers.add(test["worker"])
+        reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
+        if test["outcome"] == "passed" and (reasks or reruns):
+            self.reasked.append(
+                {"nodeid": nodeid, "outcome": "passed", "reasks": reasks, "reruns": reruns}
+            )
+        self.sampled += ((nodeid, sample) for sample in test.get("samples", ()))
 
     def _add_call(self, call: Mapping[str, Any]) -> None:
         self.calls += 1

@@ -72,8 +72,10 @@ class Recorder:
                 self.baseline = load_report(options.baseline)
         #: The tests whose reports are still arriving (each leaves when it ends).
         self.records: dict[str, TestRecord] = {}
-        #: The tests that ended, as the report holds them: on disk, beside the report.
+        #: The tests that ended, as the report holds them: on disk, beside the report; kept
+        #: only for what reads them back (the report files, the step summary, the gate).
         self.tests = SpooledTests(options.report.parent if options.report else None)
+        self._keeps_tests = self._wants_files() or bool(options.step_summary or self.baseline)
         #: The run's figures over ``tests``, kept as each test ends.
         self.figures = RunFigures()
         self.workers: list[dict[str, Any]] = []  # the workers' workeroutput (pytest_llm.xdist)
@@ -154,7 +156,8 @@ class Recorder:
         self._note_servers(record)
         test = record.as_json()
         self.figures.add(test)
-        self.tests.append(test)
+        if self._keeps_tests:
+            self.tests.append(test)
 
     def pytest_unconfigure(self) -> None:
         self.tests.close()
@@ -182,13 +185,13 @@ class Recorder:
 
         if doc["totals"]["llm_tests"] or self.options.baseline:
             terminalreporter.write_sep("=", "llm summary")
-            for text, color in summary_lines(doc, self.comparison):
+            for text, color in summary_lines(doc, self.comparison, self.figures):
                 terminalreporter.write_line(text, **({color: True} if color else {}))
             for problem in self.problems:
                 terminalreporter.write_line(problem, red=True, bold=True)
             if self.no_baseline:
                 terminalreporter.write_line(self.no_baseline, yellow=True)
-        sampled = sampling_lines(doc)
+        sampled = sampling_lines(self.figures)
         if sampled:
             terminalreporter.write_sep("=", "llm sampling")
             for line in sampled:

@@ -11,7 +11,7 @@ from ..datasets import confusion_lines
 from ..datasets import describe as describe_dataset
 from ..sampling import describe
 from ..transcript import SECTION as TRANSCRIPT_SECTION
-from .figures import _DOWN, OUTCOMES, _worker_order, judges
+from .figures import _DOWN, OUTCOMES, RunFigures, _worker_order, judges
 
 __all__ = [
     "CASE_ROWS",
@@ -111,20 +111,15 @@ def outcome_counts(totals: Mapping[str, Any]) -> str:
     return ", ".join(parts) or "nothing ran"
 
 
-def host_lines(doc: Mapping[str, Any]) -> list[str]:
+def host_lines(doc: Mapping[str, Any], figures: RunFigures) -> list[str]:
     """Traffic per host when more than one host served the run."""
-    traffic: dict[str, list[Any]] = {}
-    for test in doc["tests"]:
-        if test["host"] and test["llm"]:
-            calls, workers = traffic.setdefault(test["host"], [0, set()])
-            traffic[test["host"]][0] = calls + test["calls"]
-            if test["worker"]:
-                workers.add(test["worker"])
+    traffic = figures.traffic
     if len(doc["run"]["hosts"]) < 2 and len(traffic) < 2:
         return []
     lines = []
     for host in dict.fromkeys([*doc["run"]["hosts"], *traffic]):
-        calls, workers = traffic.get(host, [0, set()])
+        served = traffic.get(host)
+        calls, workers = (served.calls, served.workers) if served else (0, set())
         on = f" ({', '.join(sorted(workers, key=_worker_order))})" if workers else ""
         lines.append(f"host {host}: {calls} calls{on}")
     return lines
@@ -178,18 +173,16 @@ def reask_mark(test: Mapping[str, Any]) -> str | None:
     return f"passed after {' and '.join(after)}"
 
 
-def reask_lines(doc: Mapping[str, Any]) -> list[str]:
+def reask_lines(figures: RunFigures) -> list[str]:
     """One line per test that passed only after re-asks: ``nodeid: passed after 2 re-asks``."""
-    marks = ((test["nodeid"], reask_mark(test)) for test in doc["tests"])
-    return [f"{nodeid}: {mark}" for nodeid, mark in marks if mark]
+    return [f"{test['nodeid']}: {reask_mark(test)}" for test in figures.reasked]
 
 
-def sampling_lines(doc: Mapping[str, Any]) -> list[str]:
+def sampling_lines(figures: RunFigures) -> list[str]:
     """The ``llm sampling`` section: one line per ``llm.sample`` call of the run."""
     return [
-        f"{test['nodeid']}: {'passed' if sample['passed'] else 'FAILED'}: {describe(sample)}"
-        for test in doc["tests"]
-        for sample in test["samples"]
+        f"{nodeid}: {'passed' if sample['passed'] else 'FAILED'}: {describe(sample)}"
+        for nodeid, sample in figures.sampled
     ]
 
 
@@ -314,10 +307,13 @@ def test_details(test: Mapping[str, Any], *, cases: int = CASE_ROWS) -> list[tup
 
 
 def summary_lines(
-    doc: Mapping[str, Any], comparison: Comparison | None
+    doc: Mapping[str, Any], comparison: Comparison | None, figures: RunFigures | None = None
 ) -> list[tuple[str, str | None]]:
-    """The ``llm summary`` section: (line, colour or None)."""
+    """The ``llm summary`` section: (line, colour or None). ``figures`` are those of
+    ``doc["tests"]``, when the caller kept them as the tests ended."""
     totals, run = doc["totals"], doc["run"]
+    if figures is None:
+        figures = RunFigures.over(doc["tests"])
     lines: list[tuple[str, str | None]] = []
     if doc["models"]:
         lines += [(line, None) for line in columns(*model_rows(doc))]
@@ -333,9 +329,9 @@ def summary_lines(
     )
     workers = f" on {len(run['workers'])} workers" if run["workers"] else ""
     lines.append((f"{model_time(totals, run)}{workers}: {parallelism(totals)}", None))
-    lines += [(line, None) for line in host_lines(doc)]
+    lines += [(line, None) for line in host_lines(doc, figures)]
     lines += [(line, "red") for line in down_lines(doc)]
-    lines += [(line, "yellow") for line in reask_lines(doc)]
+    lines += [(line, "yellow") for line in reask_lines(figures)]
     if comparison is not None:
         lines.append(("", None))
         lines.append((gate_title(comparison), "red" if comparison.failed else "green"))
