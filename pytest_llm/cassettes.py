@@ -131,6 +131,19 @@ class CassetteSettings:
         """The directory holding the cassettes of the tests in ``module``."""
         return _folder(self.directory, self.rootpath, module)
 
+    def holds_cassettes(self, path: Path) -> bool:
+        """Whether ``path`` is the cassette folder of a test module (:meth:`folder_for`)."""
+        if self.directory is None:  # <module's folder>/cassettes/<module's stem>
+            if path.parent.name != "cassettes":
+                return False
+            module = path.parent.parent / f"{path.name}.py"
+        else:  # <directory>/<module's path from the rootdir, without .py>
+            if not str(path).startswith(os.path.join(self.directory, "")):
+                return False
+            relative = path.relative_to(self.directory)
+            module = self.rootpath / relative.parent / f"{relative.name}.py"
+        return module.is_file() and path.is_dir()
+
     def path_for(self, module: Path, names: Sequence[str]) -> Path:
         """The cassette of the test named ``names`` (classes, then the function) in ``module``."""
         return self.folder_for(module) / _file_name(".".join(names))
@@ -204,6 +217,12 @@ class CassetteSummary:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.items:
             self.collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        """Cassette folders are not walked for tests: they hold cassettes only, and pytest
+        would look at each of a suite's thousands of files and ask every plugin of it."""
+        return True if self.settings.holds_cassettes(collection_path) else None
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -431,7 +450,7 @@ class Cassette:
         if self.mode == "all":
             return
         try:  # one read, no look for the file first
-            self._interactions = _parse(self.path.read_text(encoding="utf-8"))
+            self._interactions = _parse(self.path.read_bytes())  # JSON is UTF-8
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -599,7 +618,7 @@ def _closest(request: Mapping[str, Any], others: list[Mapping[str, Any]]) -> str
     return f"has {len(others)} other recording(s); the closest differs in {', '.join(nearest)}"
 
 
-def _parse(text: str) -> list[dict[str, Any]]:
+def _parse(text: str | bytes) -> list[dict[str, Any]]:
     """The interactions of a cassette file; ``ValueError`` says what is wrong."""
     document = json.loads(text)
     if not isinstance(document, dict) or "pytest_llm_cassette" not in document:

@@ -618,3 +618,25 @@ def test_unused_recordings_and_cassettes_are_reported_and_pruned(
     clean = run(pytester, free_url(), "--llm-record-mode=none")
     clean.assert_outcomes(passed=3)
     assert "llm cassettes" not in clean.stdout.str()
+
+
+TRAP = "def test_trap():\n    raise AssertionError('collected from a cassette folder')\n"
+
+
+@pytest.mark.parametrize("where", ["default", "--llm-cassette-dir"])
+def test_collection_does_not_walk_cassette_folders(pytester: pytest.Pytester, where: str) -> None:
+    """A module's cassette folder holds cassettes only: pytest does not look into it for
+    tests (a suite has thousands of cassette files). A folder named ``cassettes`` that is no
+    module's cassette folder is collected as usual."""
+    pytester.makepyfile(test_answers=ANSWERS)
+    root = pytester.path / ("cassettes" if where == "default" else "tapes" / Path("sub"))
+    args = () if where == "default" else ("--llm-cassette-dir=tapes/sub",)
+    with FakeOllama(reply) as fake:
+        run(pytester, fake.url, "--llm-record-mode=once", *args).assert_outcomes(passed=3)
+    folder = root / "test_answers"
+    assert len(list(folder.glob("*.json"))) == 3
+    (folder / "test_trap.py").write_text(TRAP)  # would fail if it were collected
+    (root / "test_mine.py").write_text("def test_mine():\n    pass\n")  # not a cassette folder
+    result = run(pytester, free_url(), "--llm-record-mode=none", *args)
+    result.assert_outcomes(passed=4)
+    assert "test_trap" not in result.stdout.str()
