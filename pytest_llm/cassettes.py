@@ -52,7 +52,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from . import properties
-from ._files import write_text_atomic
+from ._files import read_bytes, write_text_atomic
 from .backends import Backend, ChatRequest, model_identity
 from .config import ini_path
 from .errors import CassetteError, ConfigError
@@ -450,7 +450,7 @@ class Cassette:
         if self.mode == "all":
             return
         try:  # one read, no look for the file first
-            self._interactions = _parse(self.path.read_bytes())  # JSON is UTF-8
+            self._interactions = _parse(read_bytes(self.path))  # JSON is UTF-8
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -597,10 +597,14 @@ def _decode_completion(interaction: Mapping[str, Any]) -> Completion:
     )
 
 
+#: Made once: ``json.dumps`` with options makes an encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _key(request: Mapping[str, Any]) -> str:
     """Canonical JSON of a request: equal keys, equal answers."""
     try:
-        return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _CANONICAL.encode(request)
     except (TypeError, ValueError) as exc:
         raise CassetteError(
             f"cannot record a request with a value JSON cannot hold: {exc}"

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["PROPERTIES", "JudgeObserver", "Observer", "TestObserver"]
 
 #: The ``user_properties`` names a test's observer writes: calls, scores, samples, datasets.
+#: Made once: ``json.dumps`` with options makes an encoder per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
 PROPERTIES = (properties.CALLS, properties.SCORES, properties.SAMPLES, properties.DATASETS)
 
 
@@ -135,7 +138,7 @@ class TestObserver(Observer):
         """The ``user_properties`` of what was seen (JSON; names in :data:`PROPERTIES`)."""
         parts = ([r.summary() for r in self.results], self.scores, self.samples, self.datasets)
         return [
-            (name, json.dumps(items, sort_keys=True, default=str))
+            (name, _ENCODER.encode(items))
             for name, items in zip(PROPERTIES, parts, strict=True)
             if items
         ]

@@ -16,6 +16,7 @@ from pytest_llm._files import (
     ORPHAN_AGE_SECONDS,
     STALE_AGE_SECONDS,
     is_temporary,
+    read_bytes,
     remove_orphans,
     write_text_atomic,
 )
@@ -196,3 +197,25 @@ def test_ids_syrupy_would_write_to_one_file_get_two(pytester: pytest.Pytester) -
     again = pytester.runpytest("-p", "no:cacheprovider")
     again.assert_outcomes(passed=2)
     again.stdout.fnmatch_lines(["*2 snapshots passed*"])
+
+
+@pytest.mark.parametrize("size", [0, 1, 1354, 200_000])
+def test_read_bytes_reads_a_file_whole(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f.json").write_bytes(data)
+    assert read_bytes(tmp_path / "f.json") == data
+
+
+def test_read_bytes_reads_a_file_its_size_does_not_tell_to_its_end() -> None:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc (a file whose stat size is 0 but that holds text)")
+    assert status.stat().st_size == 0
+    assert read_bytes(status).startswith(b"Name:") and b"\nVmRSS:" in read_bytes(status)
+
+
+def test_read_bytes_raises_what_open_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_bytes(tmp_path / "missing.json")
+    with pytest.raises(IsADirectoryError):
+        read_bytes(tmp_path)

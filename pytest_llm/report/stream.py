@@ -28,6 +28,9 @@ from .document import ReportedTest
 
 __all__ = ["SpooledTests", "write_report"]
 
+#: Made once: ``json.dumps`` with options makes an encoder per call.
+_LINE = json.JSONEncoder(separators=(",", ":"), default=str)
+
 
 class SpooledTests(Sequence[ReportedTest]):
     """The run's finished tests, in the order they ended, one JSON line each on disk.
@@ -44,7 +47,7 @@ class SpooledTests(Sequence[ReportedTest]):
 
     def append(self, test: Mapping[str, Any]) -> None:
         """Add a finished test (a ``tests[]`` record)."""
-        line = json.dumps(test, separators=(",", ":"), default=str).encode("ascii") + b"\n"
+        line = _LINE.encode(test).encode("ascii") + b"\n"
         if self._file is None:
             # open until close(), not a block: the tests are read back after the run
             self._file = tempfile.TemporaryFile(  # noqa: SIM115
