@@ -219,3 +219,19 @@ def test_a_killed_session_leaves_the_previous_report_and_no_files(
     assert result.ret == -signal.SIGKILL
     assert report.read_bytes() == previous  # whole, and the last complete run's
     assert [p.name for p in folder.iterdir()] == ["r.json"]  # the spool had no name
+
+
+def test_a_run_without_report_files_spools_no_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing reads the tests back (no report file, no HTML, no step summary, no gate):
+    none is written to the spool, and the terminal's summary is whole all the same."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makepyfile(LONG_RUN)
+    pytester.makeconftest(FACTS)
+    with FakeOllama("fine") as fake:
+        result = run(pytester, fake, "-p", "no:xdist")
+    result.assert_outcomes(passed=7, failed=1)
+    result.stdout.fnmatch_lines(["7 of 8 tests called a model: 7 calls, *"])
+    facts = json.loads((pytester.path / "facts.json").read_text())
+    assert facts["in_flight"] == 0 and facts["spooled"] == 0
