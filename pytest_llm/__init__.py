@@ -138,9 +138,9 @@ def __getattr__(name: str) -> typing.Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later uses find it without this function
-    return value
+    # not kept in globals(): a module imported again (pytester's in-process runs drop
+    # the modules they imported) would leave the name pointing into the old one
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 def __dir__() -> list[str]:

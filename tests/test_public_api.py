@@ -36,3 +36,24 @@ def test_loading_the_plugin_does_not_import_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_public_name_follows_its_module_when_that_is_imported_again() -> None:
+    """pytester's in-process runs drop the modules they imported: a name of the package
+    must then be the one of the module imported again, not of the dropped one (or a
+    scorer's ``Score`` would not be the ``Score`` that ``run_scorer`` checks for)."""
+    import importlib
+    import sys
+
+    import pytest_llm
+    import pytest_llm.scoring
+
+    assert pytest_llm.Score is pytest_llm.scoring.Score
+    dropped = sys.modules.pop("pytest_llm.scoring")
+    try:
+        again = importlib.import_module("pytest_llm.scoring")
+        assert again is not dropped
+        assert pytest_llm.Score is again.Score
+    finally:
+        sys.modules["pytest_llm.scoring"] = pytest_llm.scoring = dropped
+    assert pytest_llm.Score is dropped.Score
