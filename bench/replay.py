@@ -131,7 +131,8 @@ def per_test(workdir: Path, tests: int, runs: int, warmup: bool = True) -> dict[
 
 
 def rows(settings: Settings) -> list[Row]:
-    tests, runs = settings.size(1000, 50), settings.runs
+    # its sessions last about a second each: twice the rounds, for a steadier median
+    tests, runs = settings.size(1000, 50), settings.size(2 * settings.runs, settings.runs)
     figures = per_test(settings.workdir, tests, runs, warmup=not settings.smoke)
     ours = figures["replayed_cpu_s"] / tests * 1000
     reference = figures["plain_cpu_s"] / tests * 1000
@@ -210,11 +211,26 @@ def memory_rows(settings: Settings) -> list[Row]:
     ]
 
 
+def _sizes(text: str) -> tuple[int, int]:
+    """``--memory SMALL,LARGE``: two counts of tests, the first the smaller."""
+    try:
+        small, large = (int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SMALL,LARGE (two counts of tests, e.g. 500,5000)"
+        ) from None
+    if not 0 < small < large:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 < SMALL < LARGE, e.g. 500,5000")
+    return small, large
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tests", type=int, default=1000, help="0: no per-test figures")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--memory", default="", help="SMALL,LARGE: also measure memory")
+    parser.add_argument(
+        "--memory", type=_sizes, default=None, help="SMALL,LARGE: also measure memory"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.tests:
@@ -224,7 +240,7 @@ def main() -> None:
             added = (figures["replayed_cpu_s"] - figures["plain_cpu_s"]) / args.tests * 1000
             print(f"replay adds {added:+.3f} ms CPU per test (budget +{PER_TEST_BUDGET_MS} ms)")
         if args.memory:
-            small, large = (int(n) for n in args.memory.split(","))
+            small, large = args.memory
             peaks = memory(Path(tmp, "memory"), (small, large), args.runs)
             for name, mib in peaks.items():
                 print(f"peak RSS {name:14}: {mib:.1f} MiB")
