@@ -220,7 +220,7 @@ class _TestParts:
     (:func:`parts_of`): the config (the host that served the test), the observer until
     the teardown report (the ``llm calls`` section), what the call's outcome says of the
     cassette. One object rather than a fixture, or a stash entry, each: a replayed test
-    sets up two fixtures, not five, and its item holds one entry for the whole session.
+    sets up one fixture, not five, and its item holds one entry for the whole session.
     """
 
     __slots__ = (

@@ -260,17 +260,17 @@ class Recorder:
         return self.pool.digests(live, skip=sorted(self.down))
 
     def _write_outputs(self) -> None:
-        from .html import render_html
-
         assert self.doc is not None
         doc = self.doc
+
+        def write_html(path: Path) -> None:
+            from .html import render_html  # loaded by the runs that ask for it only
+
+            write_text_atomic(path, render_html(doc, self.comparison))
+
         outputs: list[tuple[Path | None, str, Any]] = [
             (self.options.report, "--llm-report", lambda path: write_report(path, doc)),
-            (
-                self.options.html,
-                "--llm-html",
-                lambda path: write_text_atomic(path, render_html(doc, self.comparison)),
-            ),
+            (self.options.html, "--llm-html", write_html),
         ]
         for path, option, write in outputs:
             if path is None:
