@@ -27,10 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["PROPERTIES", "JudgeObserver", "Observer", "TestObserver"]
 
 #: The ``user_properties`` names a test's observer writes: calls, scores, samples, datasets.
+PROPERTIES = (properties.CALLS, properties.SCORES, properties.SAMPLES, properties.DATASETS)
 #: Made once: ``json.dumps`` with options makes an encoder per call.
 _ENCODER = json.JSONEncoder(sort_keys=True, default=str)
-
-PROPERTIES = (properties.CALLS, properties.SCORES, properties.SAMPLES, properties.DATASETS)
 
 
 class Observer:
