@@ -40,6 +40,7 @@ __all__ = [
     "model_figures",
     "models_used",
     "percentile",
+    "reask_mark",
     "report_document",
     "run_totals",
     "scored",
@@ -98,6 +99,18 @@ def _sum_known(values: Iterable[int | float | None]) -> Any:
     """The sum, or None when any value is unknown."""
     listed = list(values)
     return None if None in listed else sum(v or 0 for v in listed)
+
+
+def reask_mark(test: Mapping[str, Any]) -> str | None:
+    """``passed after 2 re-asks`` for a test that passed only after re-asks, ``passed after
+    1 rerun`` for one that passed only when pytest-rerunfailures ran it again (or both),
+    else None."""
+    reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
+    if test["outcome"] != "passed" or not (reasks or reruns):
+        return None
+    after = [f"{reasks} re-ask{'' if reasks == 1 else 's'}"] if reasks else []
+    after += [f"{reruns} rerun{'' if reruns == 1 else 's'}"] if reruns else []
+    return f"passed after {' and '.join(after)}"
 
 
 def is_judge(call: Mapping[str, Any]) -> bool:
@@ -230,8 +243,8 @@ class RunFigures:
         # what the terminal's summary lists of the tests, so that it reads none back
         #: Per host, its calls and workers.
         self.traffic: defaultdict[str, _Traffic] = defaultdict(_Traffic)
-        #: The tests that passed only after re-asks or reruns: nodeid, outcome, reasks, reruns.
-        self.reasked: list[dict[str, Any]] = []
+        #: The tests that passed only after re-asks or reruns: nodeid, :func:`reask_mark`.
+        self.reasked: list[tuple[str, str]] = []
         #: Every ``llm.sample`` call of the run, with its test's nodeid.
         self.sampled: list[tuple[str, Mapping[str, Any]]] = []
 
@@ -286,11 +299,9 @@ class RunFigures:
             traffic.calls += calls
             if test["worker"]:
                 traffic.workers.add(test["worker"])
-        reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
-        if test["outcome"] == "passed" and (reasks or reruns):
-            self.reasked.append(
-                {"nodeid": nodeid, "outcome": "passed", "reasks": reasks, "reruns": reruns}
-            )
+        mark = reask_mark(test)
+        if mark is not None:
+            self.reasked.append((nodeid, mark))
         self.sampled += ((nodeid, sample) for sample in test.get("samples", ()))
 
     def _add_call(self, call: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ from ..datasets import confusion_lines
 from ..datasets import describe as describe_dataset
 from ..sampling import describe
 from ..transcript import SECTION as TRANSCRIPT_SECTION
-from .figures import _DOWN, OUTCOMES, RunFigures, _worker_order, judges
+from .figures import _DOWN, OUTCOMES, RunFigures, _worker_order, judges, reask_mark
 
 __all__ = [
     "CASE_ROWS",
@@ -161,21 +161,9 @@ def gate_title(comparison: Comparison) -> str:
     )
 
 
-def reask_mark(test: Mapping[str, Any]) -> str | None:
-    """``passed after 2 re-asks`` for a test that passed only after re-asks, ``passed after
-    1 rerun`` for one that passed only when pytest-rerunfailures ran it again (or both),
-    else None."""
-    reasks, reruns = test.get("reasks", 0), test.get("reruns", 0)
-    if test["outcome"] != "passed" or not (reasks or reruns):
-        return None
-    after = [f"{reasks} re-ask{'' if reasks == 1 else 's'}"] if reasks else []
-    after += [f"{reruns} rerun{'' if reruns == 1 else 's'}"] if reruns else []
-    return f"passed after {' and '.join(after)}"
-
-
 def reask_lines(figures: RunFigures) -> list[str]:
     """One line per test that passed only after re-asks: ``nodeid: passed after 2 re-asks``."""
-    return [f"{test['nodeid']}: {reask_mark(test)}" for test in figures.reasked]
+    return [f"{nodeid}: {mark}" for nodeid, mark in figures.reasked]
 
 
 def sampling_lines(figures: RunFigures) -> list[str]:
